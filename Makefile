@@ -1,0 +1,64 @@
+# Stellara Tenancy — developer commands. `make up` and `make test` are all a fresh clone needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+export STELLARA_HOME ?= $(CURDIR)/.stellara
+# use the machine's Python; never download one
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON ?= $(or $(PYTHON),python3)
+UV_VERSION := 0.13.8
+TOOLS := $(STELLARA_HOME)/tools
+UV := $(or $(shell command -v uv 2>/dev/null),$(TOOLS)/bin/uv)
+RUN := $(UV) run --frozen
+
+.PHONY: help prereqs uv sync up down status test lint fmt contracts bench bench-outbox clean
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+prereqs:
+	@scripts/check-prereqs
+
+$(TOOLS)/bin/uv:
+	@echo "installing uv $(UV_VERSION) into $(TOOLS)"
+	@$(UV_PYTHON) -m venv $(TOOLS)
+	@$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+uv: $(if $(filter $(TOOLS)/bin/uv,$(UV)),$(TOOLS)/bin/uv)
+
+sync: prereqs uv ## install every package of the workspace into .venv
+	@$(UV) sync --all-packages --locked --quiet
+
+up: sync ## install, start PostgreSQL, Kafka and the services, print where to look
+	@$(RUN) stellara up
+
+down: uv ## stop everything `make up` started
+	@$(RUN) stellara down
+
+status: uv ## show what runs and whether it is healthy
+	@$(RUN) stellara status
+
+test: sync ## the whole test suite (starts the infrastructure it needs)
+	@$(RUN) pytest; code=$$?; \
+	  if [ $$code -eq 5 ]; then echo "no tests were collected: that is a failure" >&2; exit 1; fi; \
+	  exit $$code
+
+lint: sync ## ruff check, ruff format --check, mypy
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy contracts/src libs/kit/src libs/cli/src $(wildcard services/*/src)
+
+fmt: sync ## format and auto-fix
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+contracts: sync ## regenerate the JSON Schemas and the AsyncAPI document
+	$(RUN) python -m stellara_contracts.generate
+
+bench: bench-outbox ## every benchmark
+
+bench-outbox: sync ## outbox relay throughput next to a bare aiokafka producer
+	$(RUN) python bench/outbox_relay.py
+
+clean: down ## stop the stack and delete its data
+	$(RUN) stellara down --purge

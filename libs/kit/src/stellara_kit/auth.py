@@ -1,0 +1,215 @@
+"""Identity: principals, JWT verification with pinned algorithms, internal tokens.
+
+How identity travels: the gateway authenticates the caller (a user's JWT or a
+tenant API key) and forwards each request with a short-lived *internal*
+token (HS256, audience ``stellara-internal``, a minute of life) that carries
+the same subject, role, tenant and scopes. Every service verifies that token
+itself and authorizes every object a request names — the gateway is not the
+only line of defence.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import jwt
+from fastapi import Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from stellara_contracts.events import Role
+from stellara_kit.problems import Forbidden, NotFound, Unauthorized
+
+REQUIRED_CLAIMS = ("exp", "aud", "iss", "sub")
+
+
+class Principal(BaseModel):
+    """Who is calling, with which role, for which tenant."""
+
+    model_config = ConfigDict(frozen=True)
+
+    subject: str
+    role: Role
+    tenant_id: UUID | None = None
+    scopes: frozenset[str] = Field(default_factory=frozenset)
+    via: Literal["jwt", "api_key", "internal"] = "jwt"
+    email: str | None = None
+
+    @property
+    def is_platform_admin(self) -> bool:
+        return self.role == Role.PLATFORM_ADMIN
+
+    def can_read(self, tenant_id: UUID) -> bool:
+        return self.is_platform_admin or self.tenant_id == tenant_id
+
+    def can_admin(self, tenant_id: UUID) -> bool:
+        return self.is_platform_admin or (
+            self.tenant_id == tenant_id and self.role == Role.TENANT_ADMIN
+        )
+
+    def require_read(self, tenant_id: UUID) -> None:
+        """Refuse another tenant's object as if it did not exist (no existence leak)."""
+        if not self.can_read(tenant_id):
+            raise NotFound("No such tenant.")
+
+    def require_admin(self, tenant_id: UUID) -> None:
+        self.require_read(tenant_id)
+        if not self.can_admin(tenant_id):
+            raise Forbidden("This needs the tenant_admin role for this tenant.")
+
+    def require_platform_admin(self) -> None:
+        if not self.is_platform_admin:
+            raise Forbidden("This needs the platform_admin role.")
+
+    def claims(self) -> dict[str, Any]:
+        claims: dict[str, Any] = {"sub": self.subject, "role": str(self.role), "via": self.via}
+        if self.tenant_id:
+            claims["tenant_id"] = str(self.tenant_id)
+        if self.scopes:
+            claims["scope"] = " ".join(sorted(self.scopes))
+        if self.email:
+            claims["email"] = self.email
+        return claims
+
+
+class TokenVerifier:
+    """Verifies JWTs with algorithms pinned by configuration, never taken from the token."""
+
+    def __init__(
+        self,
+        *,
+        algorithms: Iterable[str],
+        keys: Mapping[str, Any] | Any,
+        audience: str,
+        issuer: str,
+        leeway_seconds: int = 0,
+        via: Literal["jwt", "internal"] = "jwt",
+    ) -> None:
+        self.algorithms = list(algorithms)
+        if not self.algorithms or "none" in {a.lower() for a in self.algorithms}:
+            raise ValueError("at least one real signing algorithm must be pinned")
+        self.keys = keys
+        self.audience = audience
+        self.issuer = issuer
+        self.leeway = leeway_seconds
+        self.via = via
+
+    def _key_for(self, token: str) -> Any:
+        if not isinstance(self.keys, Mapping):
+            return self.keys
+        header = jwt.get_unverified_header(token)
+        kid = header.get("kid")
+        if kid is None and len(self.keys) == 1:
+            return next(iter(self.keys.values()))
+        if not isinstance(kid, str) or kid not in self.keys:
+            raise Unauthorized("The token was signed by an unknown key.")
+        return self.keys[kid]
+
+    def verify(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self._key_for(token),
+                algorithms=self.algorithms,
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": list(REQUIRED_CLAIMS)},
+            )
+            return principal_from_claims(claims, via=self.via)
+        except Unauthorized:
+            raise
+        except (jwt.PyJWTError, ValueError) as exc:
+            raise Unauthorized(f"The token is not valid: {exc}") from exc
+
+
+def principal_from_claims(claims: Mapping[str, Any], *, via: str = "jwt") -> Principal:
+    tenant = claims.get("tenant_id")
+    scope = claims.get("scope") or ""
+    return Principal(
+        subject=str(claims["sub"]),
+        role=Role(claims.get("role", Role.USER)),
+        tenant_id=UUID(tenant) if tenant else None,
+        scopes=frozenset(scope.split()) if isinstance(scope, str) else frozenset(scope),
+        via=claims.get("via", via) if via == "internal" else via,
+        email=claims.get("email"),
+    )
+
+
+def mint_token(
+    principal: Principal,
+    *,
+    key: Any,
+    audience: str,
+    issuer: str,
+    ttl_seconds: int = 60,
+    algorithm: str = "HS256",
+    kid: str | None = None,
+    now: float | None = None,
+) -> str:
+    issued = int(now if now is not None else time.time())
+    claims = principal.claims() | {
+        "aud": audience,
+        "iss": issuer,
+        "iat": issued,
+        "nbf": issued,
+        "exp": issued + ttl_seconds,
+    }
+    headers = {"kid": kid} if kid else None
+    return jwt.encode(claims, key, algorithm=algorithm, headers=headers)
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Send `Authorization: Bearer <token>`.")
+    return token.strip()
+
+
+def principal_dependency(verifier: TokenVerifier) -> Any:
+    """A FastAPI dependency that yields the verified principal of a request."""
+
+    async def current_principal(request: Request) -> Principal:
+        principal = verifier.verify(bearer_token(request))
+        request.state.principal = principal
+        return principal
+
+    return current_principal
+
+
+def internal_verifier(settings: Any) -> TokenVerifier:
+    return TokenVerifier(
+        algorithms=["HS256"],
+        keys=settings.internal_token_secret.get_secret_value(),
+        audience=settings.internal_token_audience,
+        issuer=settings.internal_token_issuer,
+        leeway_seconds=5,
+        via="internal",
+    )
+
+
+def mint_internal_token(settings: Any, principal: Principal, *, ttl_seconds: int = 60) -> str:
+    return mint_token(
+        principal,
+        key=settings.internal_token_secret.get_secret_value(),
+        audience=settings.internal_token_audience,
+        issuer=settings.internal_token_issuer,
+        ttl_seconds=ttl_seconds,
+    )
+
+
+def current_principal(request: Request) -> Principal:
+    """The principal the app's auth dependency verified (see ``ServiceRuntime``)."""
+    principal = getattr(request.state, "principal", None)
+    if principal is None:
+        verifier: TokenVerifier = request.app.state.token_verifier
+        principal = verifier.verify(bearer_token(request))
+        request.state.principal = principal
+    return principal
+
+
+#: ``principal: CurrentPrincipal`` in a route signature
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

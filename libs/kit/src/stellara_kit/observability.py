@@ -1,0 +1,132 @@
+"""Health, readiness, Prometheus metrics and request ids for a FastAPI app."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.routing import Match
+
+from stellara_kit.logs import request_id_var, trace_id_from_traceparent, trace_id_var
+from stellara_kit.problems import PROBLEM_JSON, internal_error_response
+
+ReadinessCheck = Callable[[], Awaitable[object]]
+READINESS_TIMEOUT = 2.0
+
+
+class HttpMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "stellara_http_requests_total",
+            "HTTP requests by route template, method and status",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "stellara_http_request_seconds",
+            "HTTP request latency by route template",
+            ["route", "method"],
+            registry=registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+
+
+def route_template(request: Request) -> str:
+    """The matched route's path template (``/tenants/{id}``), never the raw path."""
+    route = request.scope.get("route")
+    if route is not None and hasattr(route, "path"):
+        return str(route.path)
+    for candidate in request.app.router.routes:
+        match, _ = candidate.matches(request.scope)
+        if match == Match.FULL and hasattr(candidate, "path"):
+            return str(candidate.path)
+    return "unmatched"
+
+
+class RequestContextMiddleware(BaseHTTPMiddleware):
+    """Request id and trace id for logs and responses; request metrics."""
+
+    def __init__(self, app: object, metrics: HttpMetrics) -> None:
+        super().__init__(app)  # type: ignore[arg-type]
+        self.metrics = metrics
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        request_id = request.headers.get("x-request-id") or secrets.token_hex(8)
+        request.state.request_id = request_id
+        token_r = request_id_var.set(request_id)
+        token_t = trace_id_var.set(trace_id_from_traceparent(request.headers.get("traceparent")))
+        started = time.perf_counter()
+        try:
+            try:
+                response = await call_next(request)
+            except Exception as exc:
+                response = internal_error_response(request, exc)
+        finally:
+            request_id_var.reset(token_r)
+            trace_id_var.reset(token_t)
+        route = route_template(request)
+        if route not in ("/metrics", "/healthz", "/readyz"):
+            self.metrics.requests.labels(route, request.method, str(response.status_code)).inc()
+            self.metrics.latency.labels(route, request.method).observe(
+                time.perf_counter() - started
+            )
+        response.headers["x-request-id"] = request_id
+        return response
+
+
+def install_observability(
+    app: FastAPI,
+    *,
+    registry: CollectorRegistry,
+    checks: Mapping[str, ReadinessCheck],
+) -> None:
+    """``/healthz`` (alive), ``/readyz`` (every check passes) and ``/metrics``."""
+    app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry))
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        """The process is up and serving."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], summary="Readiness", response_model=None)
+    async def readyz() -> JSONResponse:
+        """Ready when every dependency (database, broker…) answers."""
+        results: dict[str, str] = {}
+
+        async def run(name: str, check: ReadinessCheck) -> None:
+            try:
+                await asyncio.wait_for(check(), READINESS_TIMEOUT)
+                results[name] = "ok"
+            except Exception as exc:
+                results[name] = f"failing: {type(exc).__name__}: {exc}"[:300]
+
+        await asyncio.gather(*(run(n, c) for n, c in checks.items()))
+        ready = all(v == "ok" for v in results.values())
+        body: dict[str, object] = {"status": "ready" if ready else "not ready", "checks": results}
+        if ready:
+            return JSONResponse(body)
+        body |= {
+            "type": "urn:stellara:problem:not-ready",
+            "title": "Not ready",
+            "status": 503,
+            "detail": "A dependency is not answering: "
+            + ", ".join(k for k, v in results.items() if v != "ok"),
+        }
+        return JSONResponse(body, status_code=503, media_type=PROBLEM_JSON)
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_model=None)
+    async def metrics() -> Response:
+        """Prometheus text exposition."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,6 @@
+"""Test support for services: real infrastructure fixtures and Kafka helpers."""
+
+from stellara_kit.testing.infra import Infrastructure, TestDatabase
+from stellara_kit.testing.kafka import consume, produce_raw, wait_for
+
+__all__ = ["Infrastructure", "TestDatabase", "consume", "produce_raw", "wait_for"]

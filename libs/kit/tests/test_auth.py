@@ -1,0 +1,120 @@
+"""JWT verification with pinned algorithms, and principals' tenant checks."""
+
+from __future__ import annotations
+
+import time
+from uuid import uuid4
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from stellara_contracts.events import Role
+from stellara_kit.auth import Principal, TokenVerifier, mint_token
+from stellara_kit.problems import Forbidden, NotFound, Unauthorized
+
+SECRET = "test-secret-with-enough-length-for-hs256"
+AUD, ISS = "stellara", "https://issuer.test"
+
+
+def verifier(**overrides: object) -> TokenVerifier:
+    options: dict = {"algorithms": ["HS256"], "keys": SECRET, "audience": AUD, "issuer": ISS}
+    options.update(overrides)
+    return TokenVerifier(**options)
+
+
+def claims(**overrides: object) -> dict:
+    now = int(time.time())
+    base = {
+        "sub": "u1",
+        "role": "tenant_admin",
+        "tenant_id": str(uuid4()),
+        "aud": AUD,
+        "iss": ISS,
+        "exp": now + 60,
+        "iat": now,
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+class TestTokenVerifier:
+    def test_valid_token_gives_principal(self) -> None:
+        c = claims()
+        principal = verifier().verify(jwt.encode(c, SECRET, algorithm="HS256"))
+        assert principal.subject == "u1"
+        assert principal.role == Role.TENANT_ADMIN
+        assert str(principal.tenant_id) == c["tenant_id"]
+
+    @pytest.mark.parametrize(
+        "token_claims",
+        [
+            claims(exp=int(time.time()) - 10),
+            claims(nbf=int(time.time()) + 600),
+            claims(aud="someone-else"),
+            claims(iss="https://evil.test"),
+            claims(exp=None),
+            claims(aud=None),
+        ],
+        ids=["expired", "not-yet-valid", "wrong-audience", "wrong-issuer", "no-exp", "no-aud"],
+    )
+    def test_bad_claims_are_refused(self, token_claims: dict) -> None:
+        with pytest.raises(Unauthorized):
+            verifier().verify(jwt.encode(token_claims, SECRET, algorithm="HS256"))
+
+    def test_alg_none_is_refused(self) -> None:
+        token = jwt.encode(claims(), None, algorithm="none")  # type: ignore[arg-type]
+        with pytest.raises(Unauthorized):
+            verifier().verify(token)
+
+    def test_tampered_signature_is_refused(self) -> None:
+        token = jwt.encode(claims(), SECRET, algorithm="HS256")
+        head, body, sig = token.split(".")
+        with pytest.raises(Unauthorized):
+            verifier().verify(f"{head}.{body}.{sig[:-2]}{'AA' if sig[-2:] != 'AA' else 'BB'}")
+
+    def test_hs_rs_confusion_is_refused(self) -> None:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        public_pem = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        rs_verifier = verifier(algorithms=["RS256"], keys=public_pem)
+        # an attacker signs with HS256 using the public key as the secret
+        forged = jwt.api_jws.PyJWS().encode(
+            jwt.utils.force_bytes(__import__("json").dumps(claims())),
+            key="x" * 32,
+            algorithm="HS256",
+        )
+        with pytest.raises(Unauthorized):
+            rs_verifier.verify(forged)
+        assert rs_verifier.verify(jwt.encode(claims(), key, algorithm="RS256")).subject == "u1"
+
+    def test_none_cannot_be_pinned(self) -> None:
+        with pytest.raises(ValueError):
+            verifier(algorithms=["none"])
+
+    def test_minted_token_round_trips(self) -> None:
+        principal = Principal(
+            subject="svc", role=Role.USER, tenant_id=uuid4(), scopes=frozenset({"usage:write"})
+        )
+        token = mint_token(principal, key=SECRET, audience=AUD, issuer=ISS)
+        assert verifier().verify(token) == principal
+
+
+class TestPrincipal:
+    def test_other_tenant_looks_like_not_found(self) -> None:
+        p = Principal(subject="u", role=Role.TENANT_ADMIN, tenant_id=uuid4())
+        with pytest.raises(NotFound):
+            p.require_read(uuid4())
+
+    def test_user_cannot_administer_own_tenant(self) -> None:
+        tenant = uuid4()
+        p = Principal(subject="u", role=Role.USER, tenant_id=tenant)
+        p.require_read(tenant)
+        with pytest.raises(Forbidden):
+            p.require_admin(tenant)
+
+    def test_platform_admin_reaches_every_tenant(self) -> None:
+        p = Principal(subject="ops", role=Role.PLATFORM_ADMIN)
+        p.require_admin(uuid4())

@@ -1,0 +1,155 @@
+"""The consumer helper on a real broker: commit after handling, bounded retries, DLQ."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import uuid4
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faststream.kafka import KafkaBroker
+
+from stellara_contracts import CloudEvent, new_event, topics
+from stellara_contracts.events import UsageRecorded
+from stellara_kit.consumer import RetryPolicy, subscribe_events
+from stellara_kit.testing import Infrastructure, consume, produce_raw, wait_for
+
+
+def usage_record(tenant: Any, value: float) -> CloudEvent:
+    return new_event(
+        UsageRecorded(
+            tenant_id=tenant, metric="api_calls", value=value, occurred_at=datetime.now(UTC)
+        ),
+        source="kit-test",
+    )
+
+
+async def committed_total(infra: Infrastructure, topic: str, group: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=infra.kafka_bootstrap, group_id=group)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        total = 0
+        for p in partitions:
+            total += await consumer.committed(TopicPartition(topic, p)) or 0
+        return total
+    finally:
+        await consumer.stop()
+
+
+class TestConsumer:
+    async def test_failing_handler_is_retried_then_dead_lettered_and_the_rest_flow(
+        self, infrastructure: Infrastructure, topic_prefix: str
+    ) -> None:
+        topic = f"{topic_prefix}{topics.USAGE_RECORDED}"
+        group = f"{topic_prefix}consumer-test"
+        tenant = uuid4()
+        good_before, poison, good_after = (
+            usage_record(tenant, 1),
+            usage_record(tenant, 13),
+            usage_record(tenant, 2),
+        )
+        attempts: dict[Any, int] = {}
+
+        async def handler(event: CloudEvent) -> None:
+            attempts[event.id] = attempts.get(event.id, 0) + 1
+            if event.data.value == 13:
+                raise ValueError("thirteen is unlucky")
+
+        broker = KafkaBroker(infrastructure.kafka_bootstrap)
+        subscribe_events(
+            broker,
+            topic=topic,
+            logical_topic=topics.USAGE_RECORDED,
+            group_id=group,
+            handler=handler,
+            retry=RetryPolicy(max_retries=2, backoff_seconds=0.05),
+        )
+        await broker.start()
+        try:
+            await produce_raw(
+                infrastructure.kafka_bootstrap,
+                topic,
+                [(e.key, e.to_json()) for e in (good_before, poison)]
+                + [(str(tenant).encode(), b"{not json")]
+                + [(good_after.key, good_after.to_json())],
+                headers=[("origin", b"kit-test")],
+            )
+            await wait_for(lambda: _value(attempts.get(good_after.id)), timeout=30)
+        finally:
+            await broker.stop()
+
+        assert attempts == {good_before.id: 1, poison.id: 3, good_after.id: 1}
+        dead = await consume(infrastructure.kafka_bootstrap, topics.dlq_topic(topic), count=2)
+        by_reason = {dict(r.headers)["x-dlq-reason"].decode(): r for r in dead}
+        assert set(by_reason) == {"handler_failed", "malformed"}
+        failed = by_reason["handler_failed"]
+        headers = {k: v.decode() for k, v in failed.headers}
+        assert failed.value == poison.to_json()
+        assert failed.key == poison.key
+        assert "thirteen is unlucky" in headers["x-dlq-error"]
+        assert headers["x-dlq-attempts"] == "3"
+        assert headers["origin"] == "kit-test"
+        assert headers["x-dlq-original-topic"] == topic
+        assert by_reason["malformed"].value == b"{not json"
+        assert await committed_total(infrastructure, topic, group) == 4
+
+    async def test_offsets_are_not_committed_before_handling(
+        self, infrastructure: Infrastructure, topic_prefix: str
+    ) -> None:
+        """A handler that never finishes leaves the offset uncommitted: a restart redelivers."""
+        import asyncio
+
+        topic = f"{topic_prefix}{topics.USAGE_RECORDED}"
+        group = f"{topic_prefix}slow"
+        started = asyncio.Event()
+
+        async def stuck(event: CloudEvent) -> None:
+            started.set()
+            await asyncio.sleep(3600)
+
+        broker = KafkaBroker(infrastructure.kafka_bootstrap)
+        subscribe_events(
+            broker,
+            topic=topic,
+            logical_topic=topics.USAGE_RECORDED,
+            group_id=group,
+            handler=stuck,
+            retry=RetryPolicy(max_retries=0),
+        )
+        await broker.start()
+        event = usage_record(uuid4(), 5)
+        try:
+            await produce_raw(infrastructure.kafka_bootstrap, topic, [(event.key, event.to_json())])
+            await asyncio.wait_for(started.wait(), 30)
+        finally:
+            await broker.stop()
+        assert await committed_total(infrastructure, topic, group) == 0
+
+        seen: list[Any] = []
+
+        async def record(event: CloudEvent) -> None:
+            seen.append(event.id)
+
+        broker = KafkaBroker(infrastructure.kafka_bootstrap)
+        subscribe_events(
+            broker,
+            topic=topic,
+            logical_topic=topics.USAGE_RECORDED,
+            group_id=group,
+            handler=record,
+            retry=RetryPolicy(max_retries=0),
+        )
+        await broker.start()
+        try:
+            await wait_for(lambda: _value(seen), timeout=30)
+        finally:
+            await broker.stop()
+        assert seen == [event.id]
+
+
+async def _value(value: Any) -> Any:
+    return value

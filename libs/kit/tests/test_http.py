@@ -1,0 +1,119 @@
+"""problem+json errors, health, readiness and metrics of a service app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel
+
+from stellara_kit.observability import install_observability
+from stellara_kit.problems import PROBLEM_JSON, Conflict, install_problem_handlers
+
+
+class Body(BaseModel):
+    name: str
+    size: int
+
+
+def make_app(checks: dict[str, Any] | None = None) -> FastAPI:
+    app = FastAPI()
+    install_problem_handlers(app)
+    install_observability(app, registry=CollectorRegistry(), checks=checks or {})
+
+    @app.get("/things/{thing_id}")
+    async def get_thing(thing_id: int) -> dict[str, int]:
+        if thing_id == 1:
+            raise Conflict("Thing 1 is busy.", allowed=["wait"])
+        if thing_id == 2:
+            raise RuntimeError("secret internals")
+        return {"id": thing_id}
+
+    @app.post("/things")
+    async def post_thing(body: Body) -> Body:
+        return body
+
+    return app
+
+
+def client(app: FastAPI) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://t"
+    )
+
+
+class TestProblems:
+    async def test_domain_error_is_problem_json_with_extensions(self) -> None:
+        async with client(make_app()) as http:
+            response = await http.get("/things/1")
+        assert response.status_code == 409
+        assert response.headers["content-type"] == PROBLEM_JSON
+        body = response.json()
+        assert body["status"] == 409
+        assert body["detail"] == "Thing 1 is busy."
+        assert body["allowed"] == ["wait"]
+        assert body["instance"] == "/things/1"
+
+    async def test_validation_error_names_the_field(self) -> None:
+        async with client(make_app()) as http:
+            response = await http.post("/things", json={"name": "x", "size": "big"})
+        assert response.status_code == 422
+        assert response.headers["content-type"] == PROBLEM_JSON
+        assert any(e["location"] == "body.size" for e in response.json()["errors"])
+
+    async def test_unknown_route_is_problem_json_404(self) -> None:
+        async with client(make_app()) as http:
+            response = await http.get("/nothing-here")
+        assert response.status_code == 404
+        assert response.json()["title"] == "Not Found"
+
+    async def test_unexpected_error_is_500_without_stack_trace(self) -> None:
+        async with client(make_app()) as http:
+            response = await http.get("/things/2")
+        assert response.status_code == 500
+        assert response.headers["content-type"] == PROBLEM_JSON
+        assert "secret internals" not in response.text
+        assert "Traceback" not in response.text
+        assert response.headers["x-request-id"] in response.json()["detail"]
+
+
+class TestHealthAndMetrics:
+    async def test_healthz_answers(self) -> None:
+        async with client(make_app()) as http:
+            assert (await http.get("/healthz")).json() == {"status": "ok"}
+
+    async def test_readyz_is_503_naming_the_failing_dependency(self) -> None:
+        async def ok() -> None:
+            return None
+
+        async def broken() -> None:
+            raise ConnectionError("refused")
+
+        async with client(make_app({"database": ok, "kafka": broken})) as http:
+            response = await http.get("/readyz")
+        assert response.status_code == 503
+        body = response.json()
+        assert body["checks"]["database"] == "ok"
+        assert "refused" in body["checks"]["kafka"]
+        assert "kafka" in body["detail"]
+
+    async def test_metrics_count_requests_by_route_template(self) -> None:
+        async with client(make_app()) as http:
+            await http.get("/things/7")
+            await http.get("/things/8")
+            text = (await http.get("/metrics")).text
+        assert (
+            'stellara_http_requests_total{method="GET",route="/things/{thing_id}",status="200"} 2.0'
+            in text
+        )
+
+    @pytest.mark.parametrize("given", [None, "abc123"])
+    async def test_request_id_is_returned(self, given: str | None) -> None:
+        headers = {"x-request-id": given} if given else {}
+        async with client(make_app()) as http:
+            response = await http.get("/things/5", headers=headers)
+        assert response.headers["x-request-id"] == (given or response.headers["x-request-id"])
+        assert len(response.headers["x-request-id"]) >= 6
