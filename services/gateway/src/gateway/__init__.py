@@ -1,0 +1,1 @@
+"""Stellara Tenancy API: The public API of Stellara Tenancy."""

@@ -1,0 +1,17 @@
+"""The service starts on real infrastructure and reports ready."""
+
+from __future__ import annotations
+
+import httpx
+
+
+async def test_ready_on_real_infrastructure(client: httpx.AsyncClient) -> None:
+    response = await client.get("/readyz")
+    assert response.status_code == 200, response.text
+    assert set(response.json()["checks"]) >= {"kafka"}
+
+
+async def test_openapi_is_served(client: httpx.AsyncClient) -> None:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.json()["info"]["title"]

@@ -1,0 +1,1 @@
+"""Stellara onboarding-svc: Onboarding workflows and admin invitations."""

@@ -1,0 +1,14 @@
+"""onboarding-svc settings: environment variables prefixed ``ONBOARDING_SVC_``."""
+
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from stellara_kit.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="ONBOARDING_SVC_", extra="ignore")
+
+    service_name: str = "onboarding-svc"
+    http_port: int = 8103

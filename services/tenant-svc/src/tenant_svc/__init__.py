@@ -1,0 +1,1 @@
+"""Stellara tenant-svc: Tenants and their lifecycle, configuration, members and API keys."""

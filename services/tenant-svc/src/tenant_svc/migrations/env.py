@@ -1,0 +1,4 @@
+from stellara_kit.migrations import run_env
+from tenant_svc.models import metadata
+
+run_env(metadata)

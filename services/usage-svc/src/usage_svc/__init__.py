@@ -1,0 +1,1 @@
+"""Stellara usage-svc: Usage metering: ingestion with exact dedup, aggregates, queries, quotas and billing figures."""
