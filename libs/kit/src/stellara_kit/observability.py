@@ -90,9 +90,12 @@ def install_observability(
     app: FastAPI,
     *,
     registry: CollectorRegistry,
-    checks: Mapping[str, ReadinessCheck],
+    checks: Mapping[str, ReadinessCheck] | Callable[[], Mapping[str, ReadinessCheck]],
 ) -> None:
-    """``/healthz`` (alive), ``/readyz`` (every check passes) and ``/metrics``."""
+    """``/healthz`` (alive), ``/readyz`` (every check passes) and ``/metrics``.
+
+    ``checks`` may be a callable, read on each request (checks added after start count).
+    """
     app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry))
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
@@ -112,7 +115,8 @@ def install_observability(
             except Exception as exc:
                 results[name] = f"failing: {type(exc).__name__}: {exc}"[:300]
 
-        await asyncio.gather(*(run(n, c) for n, c in checks.items()))
+        current = checks() if callable(checks) else checks
+        await asyncio.gather(*(run(n, c) for n, c in current.items()))
         ready = all(v == "ok" for v in results.values())
         body: dict[str, object] = {"status": "ready" if ready else "not ready", "checks": results}
         if ready:

@@ -89,6 +89,7 @@ class ServiceRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self._on_start: list[BackgroundTask] = []
         self._on_stop: list[BackgroundTask] = []
+        self._checks: dict[str, Callable[[], Awaitable[object]]] = {}
 
     def subscribe(self, logical_topic: str, handler: EventHandler, **options: Any) -> Any:
         """Consume ``logical_topic`` (catalogue name) with commit-after-handle, retries, DLQ."""
@@ -107,6 +108,10 @@ class ServiceRuntime:
         """A long-running task started with the app and cancelled at shutdown."""
         self._background.append(task)
 
+    def add_readiness_check(self, name: str, check: Callable[[], Awaitable[object]]) -> None:
+        """An extra dependency `/readyz` waits for (raise to report it failing)."""
+        self._checks[name] = check
+
     def on_start(self, hook: BackgroundTask) -> None:
         self._on_start.append(hook)
 
@@ -121,6 +126,7 @@ class ServiceRuntime:
         checks: dict[str, Callable[[], Awaitable[object]]] = {"kafka": self._broker_ready}
         if self.db is not None:
             checks["database"] = self.db.ping
+        checks.update(self._checks)
         return checks
 
     @asynccontextmanager
@@ -167,5 +173,5 @@ class ServiceRuntime:
         app.state.settings = self.settings
         app.state.token_verifier = internal_verifier(self.settings)
         install_problem_handlers(app)
-        install_observability(app, registry=self.registry, checks=self.readiness_checks())
+        install_observability(app, registry=self.registry, checks=self.readiness_checks)
         return app
