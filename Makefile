@@ -11,7 +11,7 @@ TOOLS := $(STELLARA_HOME)/tools
 UV := $(or $(shell command -v uv 2>/dev/null),$(TOOLS)/bin/uv)
 RUN := $(UV) run --frozen
 
-.PHONY: help prereqs uv sync up down status test lint fmt contracts bench bench-outbox clean
+.PHONY: help prereqs uv sync up down status test lint fmt contracts bench bench-outbox bench-usage bench-gateway clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -55,10 +55,16 @@ fmt: sync ## format and auto-fix
 contracts: sync ## regenerate the JSON Schemas and the AsyncAPI document
 	$(RUN) python -m stellara_contracts.generate
 
-bench: bench-outbox ## every benchmark
+bench: bench-outbox bench-usage bench-gateway ## every benchmark
 
 bench-outbox: sync ## outbox relay throughput next to a bare aiokafka producer
 	$(RUN) python bench/outbox_relay.py
+
+bench-usage: sync ## usage ingestion rate and freshness next to a bare aiokafka consumer
+	$(RUN) python bench/usage_ingest.py
+
+bench-gateway: sync ## gateway read latency/throughput next to a bare FastAPI endpoint
+	$(RUN) python bench/gateway_reads.py
 
 clean: down ## stop the stack and delete its data
 	$(RUN) stellara down --purge
