@@ -52,12 +52,12 @@ def stellara(
 
 class TestStackLifecycle:
     def test_up_status_down(self, stack_env: dict[str, str]) -> None:
-        first = stellara(stack_env, "up")
+        first = stellara(stack_env, "up", "--infra-only")
         assert first.returncode == 0, first.stderr
         assert "postgres: started" in first.stderr
         assert "kafka: started" in first.stderr
 
-        again = stellara(stack_env, "up")
+        again = stellara(stack_env, "up", "--infra-only")
         assert again.returncode == 0, again.stderr
         assert "postgres: already running" in again.stderr
         assert "kafka: already running" in again.stderr
@@ -87,7 +87,7 @@ class TestClearErrors:
                 (bin_dir / tool).symlink_to(shutil.which(tool))  # type: ignore[arg-type]
         env = dict(stack_env, PATH=f"{Path(sys.executable).parent}:{bin_dir}")
         env.pop("JAVA_HOME", None)
-        result = stellara(env, "up")
+        result = stellara(env, "up", "--infra-only")
         assert result.returncode == 1
         assert "Java is not installed" in result.stderr
         assert "JDK 17" in result.stderr
@@ -98,7 +98,7 @@ class TestClearErrors:
             blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             blocker.bind(("127.0.0.1", port))
             blocker.listen()
-            result = stellara(stack_env, "up")
+            result = stellara(stack_env, "up", "--infra-only")
         assert result.returncode == 1
         assert f"port {port} is in use" in result.stderr
         assert "STELLARA_PG_PORT" in result.stderr

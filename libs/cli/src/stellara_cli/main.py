@@ -26,10 +26,13 @@ def _fail(error: Exception) -> None:
 
 
 @app.command()
-def up() -> None:
-    """Start PostgreSQL and Kafka (and every service that is built) unless they already run."""
+def up(
+    infra_only: bool = typer.Option(
+        False, "--infra-only", help="Only PostgreSQL and Kafka, no services."
+    ),
+) -> None:
+    """Start PostgreSQL, Kafka, the SMTP sink and every service, unless they already run."""
     stack = LocalStack()
-
     try:
         with console.status("starting the stack…") as spinner:
 
@@ -37,14 +40,26 @@ def up() -> None:
                 spinner.update(message)
                 console.log(message)
 
-            started = stack.up(progress=progress)
+            started = stack.up(progress=progress, services=not infra_only)
     except StackError as exc:
         _fail(exc)
         return
     for name, was_started in started.items():
         console.print(f"{name}: {'started' if was_started else 'already running'}")
     _print_status(stack)
-    console.print(f"logs: {stack.config.logs}   stop with: make down (stellara down)")
+    if not infra_only:
+        gateway = next(s for s in stack.services if s.name == "gateway").spec.url
+        console.print(
+            f"\n[bold]Stellara Tenancy is up.[/]\n"
+            f"  API (gateway):   {gateway}\n"
+            f"  API docs:        {gateway}/docs   (OpenAPI: {gateway}/openapi.json)\n"
+            f"  a token:         TOKEN=$(uv run stellara token --role platform_admin)\n"
+            f'                   curl -H "Authorization: Bearer $TOKEN" {gateway}/tenants\n'
+            f"  try the story:   uv run stellara demo\n"
+            f"  invitation mail: uv run stellara mail\n"
+            f"  logs:            {stack.config.logs}\n"
+            f"  stop:            make down"
+        )
 
 
 @app.command()
@@ -68,7 +83,7 @@ def down(
 
 @app.command()
 def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """Show what runs, where, and whether it is healthy."""
+    """Show each process, its URL, its health and its consumer lag."""
     try:
         stack = LocalStack()
         if as_json:
@@ -88,9 +103,60 @@ def _print_status(stack: LocalStack) -> None:
             if s.running
             else "[red]stopped[/]"
         )
-        out.print(f"[bold]{s.name:<16}[/] {state:<9} {s.address:<24} pid {s.pid or '-'}")
+        lag = s.extra.get("consumer_lag")
+        lag_text = f"  lag {lag}" if lag is not None else ""
+        out.print(f"[bold]{s.name:<16}[/] {state:<9} {s.address:<24} pid {s.pid or '-'}{lag_text}")
         out.print(f"  {s.detail}", highlight=False, soft_wrap=True)
         out.print(f"  log: {s.log}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def mail(
+    show: int = typer.Option(0, "--show", help="Print message N (1 = newest) in full."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List the mail the local SMTP sink received (invitations), newest first."""
+    from stellara_cli.mailsink import read_mailbox
+
+    stack = LocalStack()
+    messages = read_mailbox(stack.mail.folder)
+    if as_json:
+        out.print_json(
+            json.dumps(
+                [
+                    {
+                        "from": m.sender,
+                        "to": m.to,
+                        "subject": m.subject,
+                        "date": m.date,
+                        "file": str(m.path),
+                        "text": m.text(),
+                    }
+                    for m in messages
+                ]
+            )
+        )
+        return
+    if show:
+        if not 1 <= show <= len(messages):
+            _fail(
+                StackError(f"there are {len(messages)} messages; --show takes 1 to {len(messages)}")
+            )
+        message = messages[show - 1]
+        out.print(
+            f"From: {message.sender}\nTo: {message.to}\nSubject: {message.subject}\n",
+            highlight=False,
+        )
+        out.print(message.text(), highlight=False, soft_wrap=True)
+        return
+    if not messages:
+        console.print(f"no mail yet (the SMTP sink keeps it in {stack.mail.folder})")
+        return
+    for number, message in enumerate(messages, 1):
+        out.print(
+            f"{number:>3}  {message.date:<32} {message.to:<32} {message.subject}", highlight=False
+        )
+    console.print("show one with: stellara mail --show N")
 
 
 def main() -> None:  # pragma: no cover

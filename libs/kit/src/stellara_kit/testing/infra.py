@@ -83,7 +83,7 @@ def discover() -> tuple[Infrastructure, Callable[[], None] | None]:
     from stellara_cli.stack import LocalStack
 
     stack = LocalStack()
-    started = stack.up()
+    started = stack.up_infrastructure()
 
     def stop_stack() -> None:
         if started.get("kafka"):
