@@ -9,6 +9,7 @@ from dataclasses import asdict
 import typer
 from rich.console import Console
 
+from stellara_cli import events
 from stellara_cli.stack import LocalStack, StackError
 
 app = typer.Typer(
@@ -16,6 +17,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(events.app, name="events")
 console = Console(stderr=True)
 out = Console()
 
