@@ -1,7 +1,345 @@
-"""onboarding-svc HTTP routes (thin: parse, authorize, open the transaction, call the service)."""
+"""onboarding-svc HTTP routes (thin: parse, authorize, open the transaction, call the service).
+
+The paths are the ones the gateway exposes. Roles: ``platform_admin`` may do
+everything; a ``tenant_admin`` runs its own tenant's onboarding and
+invitations; a ``user`` reads its own tenant's onboarding status. Another
+tenant's objects answer 404. Accepting an invitation needs any authenticated
+principal: the person accepting.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from dataclasses import dataclass
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, status
+from fastapi.responses import JSONResponse
+
+from onboarding_svc import errors
+from onboarding_svc.background import InvitationSender
+from onboarding_svc.invitations import Invitations
+from onboarding_svc.models import InvitationStatus
+from onboarding_svc.schemas import (
+    AcceptedInvitation,
+    CompleteStep,
+    InvitationIn,
+    InvitationOut,
+    InvitationPage,
+    OnboardingStatus,
+)
+from onboarding_svc.service import Onboarding
+from stellara_contracts.events import Role
+from stellara_kit.auth import CurrentPrincipal, Principal
+from stellara_kit.db import Database
+from stellara_kit.problems import Problem, Unprocessable, problem_response, problem_responses
 
 router = APIRouter()
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the routes need, built once in ``create_app``."""
+
+    db: Database
+    onboarding: Onboarding
+    invitations: Invitations
+    sender: InvitationSender
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(_services)]
+TenantId = Annotated[UUID, Path(description="The tenant's id.")]
+InvitationId = Annotated[UUID, Path(description="The invitation's id.")]
+
+# ------------------------------------------------------------------ errors, mapped in one place
+PROBLEMS: dict[type[errors.OnboardingError], tuple[int, str, str]] = {
+    errors.TenantUnknown: (404, "not-found", "Not found"),
+    errors.TenantGone: (409, "tenant-deleted", "Tenant deleted"),
+    errors.OnboardingAlreadyStarted: (
+        409,
+        "onboarding-already-started",
+        "Onboarding already started",
+    ),
+    errors.OnboardingNotStarted: (404, "onboarding-not-started", "Onboarding not started"),
+    errors.OnboardingNotRunning: (409, "onboarding-not-running", "Onboarding not running"),
+    errors.UnknownStep: (422, "unknown-step", "Unknown step"),
+    errors.StepBlocked: (409, "step-blocked", "Step waits for others"),
+    errors.StepCompletesAutomatically: (
+        409,
+        "step-completes-automatically",
+        "Step completes by itself",
+    ),
+    errors.StepNotSkippable: (422, "step-not-skippable", "Step cannot be skipped"),
+    errors.InvitationNotFound: (404, "not-found", "Not found"),
+    errors.InvitationAlreadyOpen: (409, "invitation-already-open", "Invitation already open"),
+    errors.InvitationClosed: (409, "invitation-closed", "Invitation closed"),
+    errors.InvitationTokenUnknown: (404, "invitation-not-found", "Invitation not found"),
+    errors.InvitationTokenExpired: (410, "invitation-expired", "Invitation expired"),
+    errors.InvitationTokenUsed: (409, "invitation-already-accepted", "Invitation already accepted"),
+    errors.InvitationTokenRevoked: (409, "invitation-revoked", "Invitation revoked"),
+    errors.InvitationEmailMismatch: (
+        403,
+        "invitation-email-mismatch",
+        "Invitation for another address",
+    ),
+}
+
+
+def problem_for(error: errors.OnboardingError) -> Problem:
+    status_code, slug, title = PROBLEMS.get(type(error), (400, "bad-request", "Bad request"))
+    return Problem(error.detail, status=status_code, slug=slug, title=title, **error.facts)
+
+
+def install_error_mapping(app: FastAPI) -> None:
+    async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, errors.OnboardingError)
+        return problem_response(problem_for(exc), request)
+
+    app.add_exception_handler(errors.OnboardingError, on_domain_error)
+
+
+# ------------------------------------------------------------------ onboarding
+@router.post(
+    "/tenants/{tenant_id}/onboard",
+    tags=["onboarding"],
+    summary="Start a tenant's onboarding",
+    status_code=status.HTTP_201_CREATED,
+    response_model=OnboardingStatus,
+    responses=problem_responses(401, 403, 404, 409),
+)
+async def start_onboarding(
+    tenant_id: TenantId, principal: CurrentPrincipal, services: ServicesDep
+) -> OnboardingStatus:
+    """Start the onboarding workflow of the tenant's plan (409 if it is running or finished).
+    Onboarding also starts by itself when the tenant is created."""
+    principal.require_admin(tenant_id)
+    async with services.db.transaction(tenant_id) as session:
+        view = await services.onboarding.start(session, tenant_id, started_by=principal.subject)
+        return OnboardingStatus.of(view)
+
+
+@router.get(
+    "/tenants/{tenant_id}/onboarding-status",
+    tags=["onboarding"],
+    summary="A tenant's onboarding progress",
+    response_model=OnboardingStatus,
+    responses=problem_responses(401, 404),
+)
+async def onboarding_status(
+    tenant_id: TenantId, principal: CurrentPrincipal, services: ServicesDep
+) -> OnboardingStatus:
+    """Every step with its status, timestamps and who completed it; percent complete; the steps
+    that can be worked on next."""
+    principal.require_read(tenant_id)
+    async with services.db.transaction(tenant_id) as session:
+        return OnboardingStatus.of(await services.onboarding.status(session, tenant_id))
+
+
+@router.post(
+    "/tenants/{tenant_id}/onboard/complete-step",
+    tags=["onboarding"],
+    summary="Complete an onboarding step",
+    response_model=OnboardingStatus,
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def complete_step(
+    tenant_id: TenantId, body: CompleteStep, principal: CurrentPrincipal, services: ServicesDep
+) -> OnboardingStatus:
+    """Complete a manual step (or skip an optional one with `skip: true`). Unknown step: 422;
+    dependencies not done: 409 naming them; repeating a completed step changes nothing."""
+    principal.require_admin(tenant_id)
+    async with services.db.transaction(tenant_id) as session:
+        view = await services.onboarding.complete_step(
+            session,
+            tenant_id,
+            body.step_key,
+            by=principal.subject,
+            payload=body.payload,
+            skip=body.skip,
+        )
+        return OnboardingStatus.of(view)
+
+
+# ------------------------------------------------------------------ invitations
+@router.post(
+    "/tenants/{tenant_id}/invitations",
+    tags=["invitations"],
+    summary="Invite someone by email",
+    status_code=status.HTTP_201_CREATED,
+    response_model=InvitationOut,
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def create_invitation(
+    tenant_id: TenantId, body: InvitationIn, principal: CurrentPrincipal, services: ServicesDep
+) -> InvitationOut:
+    """Create an invitation; its mail with the accept link goes out in the background
+    (see `delivery_state`)."""
+    principal.require_admin(tenant_id)
+    async with services.db.transaction(tenant_id) as session:
+        invitation = await services.invitations.create(
+            session, tenant_id, email=body.email, role=Role(body.role), by=principal.subject
+        )
+        result = InvitationOut.of(invitation)
+    services.sender.wake()
+    return result
+
+
+@router.get(
+    "/tenants/{tenant_id}/invitations",
+    tags=["invitations"],
+    summary="List a tenant's invitations",
+    response_model=InvitationPage,
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def list_invitations(
+    tenant_id: TenantId,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=200, description="Page size.")] = 50,
+    cursor: Annotated[str | None, Query(max_length=200, description="From `next_cursor`.")] = None,
+    status_filter: Annotated[
+        InvitationStatus | None, Query(alias="status", description="Only this status.")
+    ] = None,
+) -> InvitationPage:
+    """The tenant's invitations, oldest first, with the delivery state of each mail."""
+    principal.require_admin(tenant_id)
+    async with services.db.transaction(tenant_id) as session:
+        try:
+            page = await services.invitations.list(
+                session, tenant_id, limit=limit, cursor=cursor, status=status_filter
+            )
+        except ValueError as exc:
+            raise Unprocessable("The cursor is not valid; start again without it.") from exc
+        return InvitationPage(
+            items=[InvitationOut.of(i) for i in page.items], next_cursor=page.next_cursor
+        )
+
+
+@router.get(
+    "/tenants/{tenant_id}/invitations/{invitation_id}",
+    tags=["invitations"],
+    summary="One invitation",
+    response_model=InvitationOut,
+    responses=problem_responses(401, 403, 404),
+)
+async def get_invitation(
+    tenant_id: TenantId,
+    invitation_id: InvitationId,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+) -> InvitationOut:
+    """An invitation with the delivery state of its mail."""
+    principal.require_admin(tenant_id)
+    async with services.db.transaction(tenant_id) as session:
+        return InvitationOut.of(await services.invitations.get(session, tenant_id, invitation_id))
+
+
+@router.post(
+    "/tenants/{tenant_id}/invitations/{invitation_id}/resend",
+    tags=["invitations"],
+    summary="Send an invitation again",
+    response_model=InvitationOut,
+    responses=problem_responses(401, 403, 404, 409),
+)
+async def resend_invitation(
+    tenant_id: TenantId,
+    invitation_id: InvitationId,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+) -> InvitationOut:
+    """Queue the mail again with a fresh expiry and a new link (the previous link stops working
+    once the new mail is sent). Accepted, revoked or expired invitations: 409."""
+    principal.require_admin(tenant_id)
+    async with services.db.transaction(tenant_id) as session:
+        invitation = await services.invitations.resend(
+            session, tenant_id, invitation_id, by=principal.subject
+        )
+        result = InvitationOut.of(invitation)
+    services.sender.wake()
+    return result
+
+
+async def _revoke(
+    tenant_id: UUID, invitation_id: UUID, principal: Principal, services: Services
+) -> InvitationOut:
+    principal.require_admin(tenant_id)
+    async with services.db.transaction(tenant_id) as session:
+        invitation = await services.invitations.revoke(
+            session, tenant_id, invitation_id, by=principal.subject
+        )
+        return InvitationOut.of(invitation)
+
+
+@router.delete(
+    "/tenants/{tenant_id}/invitations/{invitation_id}",
+    tags=["invitations"],
+    summary="Revoke an invitation",
+    response_model=InvitationOut,
+    responses=problem_responses(401, 403, 404, 409),
+)
+async def revoke_invitation(
+    tenant_id: TenantId,
+    invitation_id: InvitationId,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+) -> InvitationOut:
+    """Revoke an open invitation: its link stops working. Revoking again changes nothing;
+    an accepted or expired invitation: 409."""
+    return await _revoke(tenant_id, invitation_id, principal, services)
+
+
+@router.post(
+    "/tenants/{tenant_id}/invitations/{invitation_id}/revoke",
+    tags=["invitations"],
+    summary="Revoke an invitation (POST form)",
+    response_model=InvitationOut,
+    responses=problem_responses(401, 403, 404, 409),
+)
+async def revoke_invitation_post(
+    tenant_id: TenantId,
+    invitation_id: InvitationId,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+) -> InvitationOut:
+    """The same as `DELETE /tenants/{id}/invitations/{invitation_id}`."""
+    return await _revoke(tenant_id, invitation_id, principal, services)
+
+
+@router.post(
+    "/invitations/{token}/accept",
+    tags=["invitations"],
+    summary="Accept an invitation",
+    response_model=AcceptedInvitation,
+    responses=problem_responses(401, 403, 404, 409, 410),
+)
+async def accept_invitation(
+    token: Annotated[str, Path(description="The token from the invitation email.")],
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+) -> AcceptedInvitation:
+    """Accept as the calling user (its email, when the token carries one, must be the invited
+    address). Unknown: 404; revoked or already accepted: 409; expired: 410 — refusals never name
+    the tenant."""
+    if not 16 <= len(token) <= 128:
+        raise errors.InvitationTokenUnknown("No such invitation.")
+    # which tenant the token belongs to is the one cross-tenant question; the rest runs under RLS
+    async with services.db.system_transaction() as session:
+        tenant_id = await services.invitations.tenant_of_token(session, token)
+    async with services.db.transaction(tenant_id) as session:
+        invitation = await services.invitations.accept(
+            session, token, user_id=principal.subject, email=principal.email
+        )
+        assert invitation.accepted_at is not None and invitation.accepted_by is not None
+        return AcceptedInvitation(
+            invitation_id=invitation.id,
+            tenant_id=invitation.tenant_id,
+            email=invitation.email,
+            role=invitation.role,
+            user_id=invitation.accepted_by,
+            accepted_at=invitation.accepted_at,
+        )

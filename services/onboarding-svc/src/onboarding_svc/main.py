@@ -1,21 +1,58 @@
-"""onboarding-svc: ``create_app(settings) -> FastAPI``; the lifespan starts broker, relay and subscribers."""
+"""onboarding-svc: ``create_app(settings) -> FastAPI``; the lifespan starts broker, relay,
+subscribers, the invitation mail sender and the expiry sweeper."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from fastapi import FastAPI
 
 from onboarding_svc import api, events, models
+from onboarding_svc.background import ExpirySweeper, InvitationSender
+from onboarding_svc.definitions import load_catalogue
+from onboarding_svc.invitations import Invitations
+from onboarding_svc.mail import Mailer, SmtpMailer
+from onboarding_svc.service import Onboarding
 from onboarding_svc.settings import Settings
 from stellara_kit.runtime import ServiceRuntime
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, mailer: Mailer | None = None) -> FastAPI:
     settings = settings or Settings()
+    catalogue = load_catalogue(settings.workflows_file)  # a bad file stops start-up, saying why
     runtime = ServiceRuntime(settings, outbox_table=models.outbox, inbox_table=models.inbox)
-    events.register(runtime)
+    assert runtime.db is not None and runtime.outbox is not None
+    onboarding = Onboarding(
+        outbox=runtime.outbox,
+        catalogue=catalogue,
+        source=settings.service_name,
+        auto_start=settings.auto_start_onboarding,
+    )
+    invitations = Invitations(
+        outbox=runtime.outbox,
+        onboarding=onboarding,
+        source=settings.service_name,
+        ttl=timedelta(hours=settings.invitation_ttl_hours),
+        max_attempts=settings.sender_max_attempts,
+        backoff_seconds=settings.sender_backoff_seconds,
+        max_backoff_seconds=settings.sender_max_backoff_seconds,
+    )
+    sender = InvitationSender(runtime.db, invitations, mailer or SmtpMailer(settings), settings)
+    sweeper = ExpirySweeper(runtime.db, invitations, settings)
+    tenant_events = events.TenantEventHandler(runtime, onboarding, invitations)
+    events.register(runtime, tenant_events)
+    runtime.add_background(sender.run)
+    runtime.add_background(sweeper.run)
+
     app = runtime.create_app(
         title="Stellara onboarding-svc",
         description="Onboarding workflows and admin invitations.",
     )
+    api.install_error_mapping(app)
     app.include_router(api.router)
+    app.state.services = api.Services(
+        db=runtime.db, onboarding=onboarding, invitations=invitations, sender=sender
+    )
+    app.state.tenant_events = tenant_events
+    app.state.sweeper = sweeper
     return app

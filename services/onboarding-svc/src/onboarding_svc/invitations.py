@@ -1,0 +1,319 @@
+"""Invitations: create, list, resend, revoke, accept by token, expire; mail delivery state.
+
+Tokens are 32 random bytes (URL-safe text), made when the mail is sent and
+never stored: only their SHA-256 is kept, so a database reader cannot accept
+anyone's invitation. Sending again (a retry or a resend) makes a new token and
+the previous link stops working.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from onboarding_svc import repository as repo
+from onboarding_svc.errors import (
+    InvitationAlreadyOpen,
+    InvitationClosed,
+    InvitationEmailMismatch,
+    InvitationNotFound,
+    InvitationTokenExpired,
+    InvitationTokenRevoked,
+    InvitationTokenUnknown,
+    InvitationTokenUsed,
+)
+from onboarding_svc.models import DeliveryState, Invitation, InvitationStatus
+from onboarding_svc.service import Onboarding, utcnow
+from stellara_contracts import new_event
+from stellara_contracts.envelope import EventData
+from stellara_contracts.events import (
+    InvitationAccepted,
+    InvitationExpired,
+    InvitationSent,
+    Role,
+)
+from stellara_kit.outbox import Outbox
+
+TOKEN_BYTES = 32
+
+
+def new_token() -> str:
+    """32 random bytes as URL-safe text."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def hash_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Invitation]
+    next_cursor: str | None
+
+
+def encode_cursor(invitation: Invitation) -> str:
+    raw = f"{invitation.created_at.isoformat()}|{invitation.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    """The position a cursor names; ValueError when it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, _, ident = raw.partition("|")
+        return datetime.fromisoformat(created), UUID(ident)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("not a valid cursor") from exc
+
+
+class Invitations:
+    """Invitation logic; stateless apart from its configuration."""
+
+    def __init__(
+        self,
+        *,
+        outbox: Outbox,
+        onboarding: Onboarding,
+        source: str,
+        ttl: timedelta,
+        max_attempts: int,
+        backoff_seconds: float,
+        max_backoff_seconds: float,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.outbox = outbox
+        self.onboarding = onboarding
+        self.source = source
+        self.ttl = ttl
+        self.max_attempts = max_attempts
+        self.backoff_seconds = backoff_seconds
+        self.max_backoff_seconds = max_backoff_seconds
+        self.clock = clock
+
+    async def _publish(self, session: AsyncSession, data: EventData) -> None:
+        await self.outbox.add(session, new_event(data, source=self.source))
+
+    # ------------------------------------------------------------------ management
+    async def create(
+        self, session: AsyncSession, tenant_id: UUID, *, email: str, role: Role, by: str
+    ) -> Invitation:
+        """A new invitation, queued for sending (delivery state ``pending``)."""
+        await self.onboarding.require_tenant(session, tenant_id)
+        open_one = await repo.find_open_invitation(session, tenant_id, email)
+        if open_one is not None:
+            raise InvitationAlreadyOpen(
+                "This address already has an open invitation; resend or revoke it.",
+                invitation_id=open_one.id,
+            )
+        now = self.clock()
+        invitation = Invitation(
+            id=uuid.uuid4(),
+            tenant_id=tenant_id,
+            email=email,
+            role=str(role),
+            status=InvitationStatus.PENDING,
+            created_at=now,
+            created_by=by,
+            expires_at=now + self.ttl,
+            delivery_state=DeliveryState.PENDING,
+            delivery_attempts=0,
+            next_delivery_at=now,
+        )
+        try:
+            async with session.begin_nested():
+                await repo.add(session, invitation)
+        except IntegrityError as exc:  # a concurrent request invited the same address
+            raise InvitationAlreadyOpen(
+                "This address already has an open invitation; resend or revoke it."
+            ) from exc
+        return invitation
+
+    async def get(self, session: AsyncSession, tenant_id: UUID, invitation_id: UUID) -> Invitation:
+        invitation = await repo.get_invitation(session, tenant_id, invitation_id)
+        if invitation is None:
+            raise InvitationNotFound("No such invitation.")
+        return invitation
+
+    async def list(
+        self,
+        session: AsyncSession,
+        tenant_id: UUID,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        status: InvitationStatus | None = None,
+    ) -> Page:
+        await self.onboarding.require_known_tenant(session, tenant_id)
+        after = decode_cursor(cursor) if cursor else None
+        rows = await repo.list_invitations(
+            session, tenant_id, limit=limit + 1, after=after, status=status
+        )
+        items = rows[:limit]
+        next_cursor = encode_cursor(items[-1]) if len(rows) > limit else None
+        return Page(items, next_cursor)
+
+    async def resend(
+        self, session: AsyncSession, tenant_id: UUID, invitation_id: UUID, *, by: str
+    ) -> Invitation:
+        """Queue the mail again with a fresh expiry; the next send makes a new link."""
+        await self.onboarding.require_tenant(session, tenant_id)
+        invitation = await self._locked(session, tenant_id, invitation_id)
+        self._require_open(invitation)
+        now = self.clock()
+        invitation.expires_at = now + self.ttl
+        invitation.delivery_state = DeliveryState.PENDING
+        invitation.delivery_attempts = 0
+        invitation.next_delivery_at = now
+        invitation.last_delivery_error = None
+        await session.flush()
+        return invitation
+
+    async def revoke(
+        self, session: AsyncSession, tenant_id: UUID, invitation_id: UUID, *, by: str
+    ) -> Invitation:
+        """Revoke an open invitation; revoking it again changes nothing."""
+        invitation = await self._locked(session, tenant_id, invitation_id)
+        if invitation.status == InvitationStatus.REVOKED:
+            return invitation
+        self._require_open(invitation)
+        invitation.status = InvitationStatus.REVOKED
+        invitation.revoked_at, invitation.revoked_by = self.clock(), by
+        await session.flush()
+        return invitation
+
+    async def revoke_all_open(self, session: AsyncSession, tenant_id: UUID, *, by: str) -> int:
+        return await repo.revoke_open_invitations(session, tenant_id, now=self.clock(), by=by)
+
+    async def _locked(
+        self, session: AsyncSession, tenant_id: UUID, invitation_id: UUID
+    ) -> Invitation:
+        invitation = await repo.get_invitation(session, tenant_id, invitation_id, for_update=True)
+        if invitation is None:
+            raise InvitationNotFound("No such invitation.")
+        return invitation
+
+    def _require_open(self, invitation: Invitation) -> None:
+        if invitation.status == InvitationStatus.PENDING and invitation.expires_at <= self.clock():
+            raise InvitationClosed(
+                "The invitation has expired; create a new one.", invitation_status="expired"
+            )
+        if invitation.status != InvitationStatus.PENDING:
+            raise InvitationClosed(
+                f"The invitation was {invitation.status}; create a new one.",
+                invitation_status=invitation.status,
+            )
+
+    # ------------------------------------------------------------------ accepting
+    async def tenant_of_token(self, session: AsyncSession, token: str) -> UUID:
+        """Which tenant a token belongs to (run in a system transaction)."""
+        tenant_id = await repo.tenant_of_token(session, hash_token(token))
+        if tenant_id is None:
+            raise InvitationTokenUnknown("No such invitation.")
+        return tenant_id
+
+    async def accept(
+        self, session: AsyncSession, token: str, *, user_id: str, email: str | None
+    ) -> Invitation:
+        """Accept the invitation for ``user_id``; tells nothing of the tenant when refused."""
+        invitation = await repo.get_invitation_by_token(session, hash_token(token), for_update=True)
+        if invitation is None:
+            raise InvitationTokenUnknown("No such invitation.")
+        now = self.clock()
+        if invitation.status == InvitationStatus.ACCEPTED:
+            raise InvitationTokenUsed("This invitation was already accepted.")
+        if invitation.status == InvitationStatus.REVOKED:
+            raise InvitationTokenRevoked("This invitation was revoked.")
+        if invitation.status == InvitationStatus.EXPIRED or invitation.expires_at <= now:
+            raise InvitationTokenExpired("This invitation has expired; ask for a new one.")
+        if email is not None and email.strip().lower() != invitation.email.lower():
+            raise InvitationEmailMismatch(
+                "This invitation was sent to another email address than yours."
+            )
+        invitation.status = InvitationStatus.ACCEPTED
+        invitation.accepted_at, invitation.accepted_by = now, user_id
+        await session.flush()
+        await self._publish(
+            session,
+            InvitationAccepted(
+                tenant_id=invitation.tenant_id,
+                invitation_id=invitation.id,
+                email=invitation.email,
+                role=Role(invitation.role),
+                user_id=user_id,
+            ),
+        )
+        await self.onboarding.invitation_accepted(
+            session, invitation.tenant_id, role=invitation.role, user_id=user_id
+        )
+        return invitation
+
+    # ------------------------------------------------------------------ background work
+    async def claim_next_delivery(self, session: AsyncSession) -> Invitation | None:
+        return await repo.claim_due_delivery(session, self.clock())
+
+    async def delivered(self, session: AsyncSession, invitation: Invitation, token: str) -> None:
+        """The mail with ``token`` went out: keep its hash, record it, announce it."""
+        now = self.clock()
+        invitation.token_hash = hash_token(token)
+        invitation.delivery_state = DeliveryState.SENT
+        invitation.delivery_attempts += 1
+        invitation.sent_at = now
+        invitation.next_delivery_at = None
+        invitation.last_delivery_error = None
+        await session.flush()
+        await self._publish(
+            session,
+            InvitationSent(
+                tenant_id=invitation.tenant_id,
+                invitation_id=invitation.id,
+                email=invitation.email,
+                role=Role(invitation.role),
+                expires_at=invitation.expires_at,
+            ),
+        )
+
+    async def delivery_failed(
+        self, session: AsyncSession, invitation: Invitation, error: str
+    ) -> None:
+        """The mail did not go out: retry later with backoff, or give up after the last try."""
+        invitation.delivery_attempts += 1
+        invitation.last_delivery_error = error[:1000]
+        if invitation.delivery_attempts >= self.max_attempts:
+            invitation.delivery_state = DeliveryState.FAILED
+            invitation.next_delivery_at = None
+        else:
+            delay = min(
+                self.backoff_seconds * 2 ** (invitation.delivery_attempts - 1),
+                self.max_backoff_seconds,
+            )
+            invitation.next_delivery_at = self.clock() + timedelta(seconds=delay)
+        await session.flush()
+
+    async def expire_due(self, session: AsyncSession, *, limit: int) -> int:
+        """Mark open invitations past expiry as expired and announce each once."""
+        now = self.clock()
+        expired = await repo.claim_expired(session, now, limit=limit)
+        for invitation in expired:
+            invitation.status = InvitationStatus.EXPIRED
+            invitation.expired_at = now
+            invitation.next_delivery_at = None
+            await self._publish(
+                session,
+                InvitationExpired(
+                    tenant_id=invitation.tenant_id,
+                    invitation_id=invitation.id,
+                    email=invitation.email,
+                ),
+            )
+        await session.flush()
+        return len(expired)
