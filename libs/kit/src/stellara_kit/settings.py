@@ -8,7 +8,15 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: secrets that ship as defaults for local use; startup refuses them outside dev/test
-PLACEHOLDER_SECRETS = frozenset({"dev-internal-secret", "dev-jwt-secret", "change-me"})
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "dev-internal-secret",
+        "dev-jwt-secret",
+        "change-me",
+        "replace-me",
+        "replace-with-a-real-secret",
+    }
+)
 
 
 class ServiceSettings(BaseSettings):
