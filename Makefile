@@ -11,7 +11,7 @@ TOOLS := $(STELLARA_HOME)/tools
 UV := $(or $(shell command -v uv 2>/dev/null),$(TOOLS)/bin/uv)
 RUN := $(UV) run --frozen
 
-.PHONY: help prereqs uv sync up down status test lint fmt contracts bench bench-outbox bench-usage bench-gateway clean
+.PHONY: help prereqs uv sync up down status test lint fmt contracts bench bench-outbox bench-usage bench-gateway docs clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ lint: sync ## ruff check, ruff format --check, mypy
 fmt: sync ## format and auto-fix
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
+
+docs: sync ## regenerate the README's configuration tables from the settings classes
+	$(RUN) python -c "from pathlib import Path; from stellara_cli.docs import update_readme; update_readme(Path('README.md'))"
 
 contracts: sync ## regenerate the JSON Schemas and the AsyncAPI document
 	$(RUN) python -m stellara_contracts.generate

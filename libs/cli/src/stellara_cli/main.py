@@ -9,7 +9,7 @@ from dataclasses import asdict
 import typer
 from rich.console import Console
 
-from stellara_cli import events
+from stellara_cli import dlq, events
 from stellara_cli.stack import LocalStack, StackError
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(events.app, name="events")
+app.add_typer(dlq.app, name="dlq")
 console = Console(stderr=True)
 out = Console()
 
