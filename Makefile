@@ -11,7 +11,7 @@ TOOLS := $(STELLARA_HOME)/tools
 UV := $(or $(shell command -v uv 2>/dev/null),$(TOOLS)/bin/uv)
 RUN := $(UV) run --frozen
 
-.PHONY: help prereqs uv sync up down status test lint fmt contracts bench bench-outbox bench-usage bench-gateway docs clean
+.PHONY: help prereqs uv sync up down status test lint fmt contracts bench bench-outbox bench-usage bench-gateway docs demo clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ down: uv ## stop everything `make up` started
 
 status: uv ## show what runs and whether it is healthy
 	@$(RUN) stellara status
+
+demo: uv ## walk the main story against the running system (after make up)
+	@$(RUN) stellara demo
 
 test: sync ## the whole test suite (starts the infrastructure it needs)
 	@$(RUN) pytest; code=$$?; \

@@ -162,5 +162,59 @@ def mail(
     console.print("show one with: stellara mail --show N")
 
 
+@app.command()
+def demo() -> None:
+    """Walk the main story against the running system (make up first); non-zero if a step fails."""
+    import asyncio
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from stellara_cli.demo import DemoFailed, Story, Target
+
+    try:
+        target = Target.local()
+    except StackError as exc:
+        _fail(exc)
+        return
+    progress_bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+    def make_progress(total: int) -> object:
+        task = progress_bar.add_task("sending usage events", total=total)
+        progress_bar.start()
+
+        def advance(n: int) -> None:
+            progress_bar.update(task, advance=n)
+            if progress_bar.tasks[0].finished:
+                progress_bar.stop()
+
+        return advance
+
+    step = 0
+
+    def say(text: str) -> None:
+        nonlocal step
+        step += 1
+        console.print(f"[green]✓[/] {step:>2}. {text}")
+
+    try:
+        result = asyncio.run(Story(target, say=say, progress=make_progress).run())
+    except DemoFailed as exc:
+        progress_bar.stop()
+        _fail(exc)
+        return
+    except OSError as exc:
+        progress_bar.stop()
+        _fail(StackError(f"cannot reach the system ({exc}); start it with `make up`"))
+        return
+    console.print(f"\n[bold]The story holds.[/] Tenant {result.slug} ({result.tenant_id}).")
+
+
 def main() -> None:  # pragma: no cover
     sys.exit(app())
