@@ -1,0 +1,139 @@
+"""HTTP models of members and member imports."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tenant_svc.members.importing import RowResult
+from tenant_svc.models import Member
+
+MemberRole = Literal["tenant_admin", "user"]
+_USER = "8d7f5a9c-2b1e-4c3d-9e8f-7a6b5c4d3e2f"
+
+
+class MemberIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"user_id": _USER, "email": "ada@acme.example", "role": "tenant_admin"}]
+        },
+    )
+
+    user_id: str = Field(
+        min_length=1, max_length=200, description="The user's id at the identity provider."
+    )
+    email: str | None = Field(default=None, max_length=254)
+    role: MemberRole = Field(default="user")
+
+
+class RoleChange(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"role": "user"}]})
+
+    role: MemberRole
+
+
+class MemberOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": _USER,
+                    "email": "ada@acme.example",
+                    "role": "tenant_admin",
+                    "via": "invitation",
+                    "created_at": "2026-12-01T10:00:00Z",
+                    "updated_at": "2026-12-01T10:00:00Z",
+                }
+            ]
+        }
+    )
+
+    user_id: str
+    email: str | None
+    role: MemberRole
+    via: Literal["api", "invitation", "import"] = Field(description="How the user joined.")
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, member: Member) -> MemberOut:
+        return cls(
+            user_id=member.user_id,
+            email=member.email,
+            role=member.role,
+            via=member.via,
+            created_at=member.created_at,
+            updated_at=member.updated_at,
+        )
+
+
+class ImportRequest(BaseModel):
+    """Rows of a user file; each row is checked on its own (bad rows are reported, not fatal)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "rows": [
+                        {"line": 2, "email": "ada@acme.example", "role": "admin"},
+                        {"line": 3, "email": "alan@acme.example", "user_id": "auth0|42"},
+                        {"line": 4, "email": "not-an-email"},
+                    ]
+                }
+            ]
+        },
+    )
+
+    rows: list[dict[str, Any]] = Field(
+        min_length=1,
+        description="Objects with `email`, optional `user_id` (the email when left out), "
+        "optional `role` (`user` — default —, `tenant_admin`/`admin`) and optional `line` "
+        "(the row's line in the file, echoed in the results).",
+    )
+
+
+class ImportRowOut(BaseModel):
+    line: int
+    outcome: Literal["created", "skipped", "invalid"]
+    user_id: str | None = None
+    email: str | None = None
+    role: str | None = None
+    reason: str | None = None
+
+
+class ImportReport(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "created": 1,
+                    "skipped": 1,
+                    "invalid": 1,
+                    "results": [
+                        {"line": 2, "outcome": "created", "email": "ada@acme.example"},
+                        {"line": 3, "outcome": "skipped", "reason": "already a member"},
+                        {"line": 4, "outcome": "invalid", "reason": "not an email address"},
+                    ],
+                }
+            ]
+        }
+    )
+
+    created: int
+    skipped: int
+    invalid: int
+    results: list[ImportRowOut]
+
+    @classmethod
+    def of(cls, results: list[RowResult]) -> ImportReport:
+        rows = [ImportRowOut(**r.__dict__) for r in results]
+        return cls(
+            created=sum(r.outcome == "created" for r in rows),
+            skipped=sum(r.outcome == "skipped" for r in rows),
+            invalid=sum(r.outcome == "invalid" for r in rows),
+            results=rows,
+        )

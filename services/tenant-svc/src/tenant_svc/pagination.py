@@ -1,0 +1,45 @@
+"""Cursor pagination: opaque cursors over a stable ordering, bounded page sizes."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, Field
+
+from tenant_svc.errors import BadCursor
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list; pass ``next_cursor`` as ``cursor`` to get the next one."""
+
+    items: list[T]
+    next_cursor: str | None = Field(
+        default=None,
+        description="Cursor of the next page; absent on the last page.",
+        examples=["WyIyMDI2LTEyLTAxVDEwOjAwOjAwKzAwOjAwIiwiNWIwYyJd"],
+    )
+
+
+def encode_cursor(*position: Any) -> str:
+    """An opaque cursor for the position after which the next page starts."""
+    raw = json.dumps([str(p) for p in position], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, arity: int) -> list[str]:
+    """The position a cursor names; a cursor this service did not hand out is a 400."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise BadCursor("The cursor is not one this service handed out.") from exc
+    if not isinstance(values, list) or len(values) != arity:
+        raise BadCursor("The cursor is not one this service handed out.")
+    if not all(isinstance(v, str) for v in values):
+        raise BadCursor("The cursor is not one this service handed out.")
+    return values
