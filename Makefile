@@ -55,8 +55,8 @@ fmt: sync ## format and auto-fix
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
 
-docs: sync ## regenerate the README's configuration tables from the settings classes
-	$(RUN) python -c "from pathlib import Path; from stellara_cli.docs import update_readme; update_readme(Path('README.md'))"
+docs: sync ## regenerate the README's configuration and API tables from the code
+	$(RUN) python -c "from pathlib import Path; from stellara_cli.docs import update_all; update_all(Path('README.md'))"
 
 contracts: sync ## regenerate the JSON Schemas and the AsyncAPI document
 	$(RUN) python -m stellara_contracts.generate

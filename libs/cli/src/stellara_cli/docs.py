@@ -1,7 +1,8 @@
-"""Generated parts of the README: configuration tables from the settings classes.
+"""Generated parts of the README: configuration tables from the settings classes and the
+public route table from the gateway's own route table.
 
-``make docs`` rewrites the README between the ``<!-- config:start -->`` and
-``<!-- config:end -->`` markers; a test fails while they differ.
+``make docs`` rewrites the README between the ``<!-- config:… -->`` and
+``<!-- api:… -->`` markers; a test fails while they differ.
 """
 
 from __future__ import annotations
@@ -56,19 +57,52 @@ def render_config_section() -> str:
     return "\n\n".join([START, *tables, END])
 
 
-def update_readme(readme: Path) -> bool:
-    """Rewrite the generated section; returns True if the file changed."""
-    text = readme.read_text()
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
+API_START, API_END = "<!-- api:start -->", "<!-- api:end -->"
+
+_ACCESS_TEXT = {
+    "platform_admin": "platform_admin",
+    "tenant_admin": "tenant_admin of the tenant",
+    "tenant_read": "any member of the tenant (user, tenant_admin)",
+    "authenticated": "anyone signed in",
+    "usage_write": "tenant_admin, or an API key with `usage:write`",
+    "invitee": "the invited person (signed in)",
+}
+
+
+def render_api_section() -> str:
+    """The public route table, from the gateway's own route table."""
+    from gateway.routes import ROUTES
+
+    rows = [
+        API_START,
+        "| method | path | who may call it (platform_admin always may) | API key scopes | served by |",
+        "|---|---|---|---|---|",
+    ]
+    for route in ROUTES:
+        scopes = ", ".join(f"`{s}`" for s in sorted(route.api_key_scopes)) or "—"
+        who = _ACCESS_TEXT.get(str(route.access), str(route.access))
+        rows.append(f"| `{route.method}` | `{route.path}` | {who} | {scopes} | {route.service} |")
+    rows.append(API_END)
+    return "\n".join(rows)
+
+
+def _replace(text: str, start: str, end: str, body: str) -> str:
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.DOTALL)
     if not pattern.search(text):
-        raise ValueError(f"{readme} has no {START} … {END} section")
-    updated = pattern.sub(lambda _: render_config_section(), text)
+        raise ValueError(f"the README has no {start} … {end} section")
+    return pattern.sub(lambda _: body, text)
+
+
+def update_all(readme: Path) -> bool:
+    text = readme.read_text()
+    updated = _replace(text, START, END, render_config_section())
+    updated = _replace(updated, API_START, API_END, render_api_section())
     if updated != text:
         readme.write_text(updated)
         return True
     return False
 
 
-def readme_section(readme: Path) -> str | None:
-    match = re.search(re.escape(START) + ".*?" + re.escape(END), readme.read_text(), re.DOTALL)
+def section(readme: Path, start: str, end: str) -> str | None:
+    match = re.search(re.escape(start) + ".*?" + re.escape(end), readme.read_text(), re.DOTALL)
     return match.group(0) if match else None
