@@ -1,17 +1,79 @@
-"""The service starts on real infrastructure and reports ready."""
+"""The gateway starts on real infrastructure, reports ready and documents its API."""
 
 from __future__ import annotations
 
 import httpx
 
+from gateway.main import create_app
+from gateway.routes import ROUTES, Service
+from stellara_kit.testing import running_app
 
-async def test_ready_on_real_infrastructure(client: httpx.AsyncClient) -> None:
-    response = await client.get("/readyz")
-    assert response.status_code == 200, response.text
-    assert set(response.json()["checks"]) >= {"kafka"}
+from .conftest import Tenants, user_headers, wait_until_ready
 
 
-async def test_openapi_is_served(client: httpx.AsyncClient) -> None:
-    response = await client.get("/openapi.json")
-    assert response.status_code == 200
-    assert response.json()["info"]["title"]
+class TestReadiness:
+    async def test_not_ready_until_the_tenant_directory_caught_up(self, settings) -> None:
+        async with running_app(create_app(settings)) as http:
+            first = await http.get("/readyz")
+            if first.status_code == 503:  # the directory was still reading tenant.state
+                assert "tenant_directory" in first.json()["detail"]
+            await wait_until_ready(http)
+            response = await http.get("/readyz")
+        assert response.json()["checks"] == {"kafka": "ok", "tenant_directory": "ok"}
+
+    async def test_liveness(self, client: httpx.AsyncClient) -> None:
+        assert (await client.get("/healthz")).json() == {"status": "ok"}
+
+
+class TestOpenApi:
+    async def test_every_route_of_the_table_is_documented_with_roles_and_examples(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        document = (await client.get("/openapi.json")).json()
+        for route in ROUTES:
+            operation = document["paths"][route.path][route.method.lower()]
+            assert operation["summary"] == route.summary
+            assert "**Roles:**" in operation["description"]
+            assert operation["x-roles"] == route.roles_text()
+            success = operation["responses"][str(route.status_code)]
+            if route.response_model is not None:
+                assert "example" in success["content"]["application/json"]
+            if route.request_model is not None or route.service is Service.GATEWAY:
+                body = operation["requestBody"]["content"]["application/json"]
+                assert "example" in body
+                ref = body["schema"].get("$ref") or body["schema"]["items"]["$ref"]
+                assert ref.rsplit("/", 1)[1] in document["components"]["schemas"]
+
+    async def test_only_the_routes_of_the_table_are_public(self, client: httpx.AsyncClient) -> None:
+        document = (await client.get("/openapi.json")).json()
+        documented = {
+            (method.upper(), path)
+            for path, operations in document["paths"].items()
+            for method in operations
+        }
+        operations = {"/healthz", "/readyz", "/metrics", "/asyncapi.json"}
+        public = {(m, p) for m, p in documented if p not in operations}
+        assert public == {(r.method, r.path) for r in ROUTES}
+
+    async def test_swagger_ui_is_served(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/docs")
+        assert response.status_code == 200
+        assert "swagger" in response.text.lower()
+
+    async def test_asyncapi_names_the_gateways_topics(self, client: httpx.AsyncClient) -> None:
+        document = (await client.get("/asyncapi.json")).json()
+        assert {c["address"] for c in document["channels"].values()} == {
+            "usage.recorded",
+            "tenant.state",
+        }
+
+
+class TestNoCatchAll:
+    async def test_a_path_outside_the_table_is_404_and_reaches_no_service(
+        self, client: httpx.AsyncClient, settings, tenants: Tenants, downstream
+    ) -> None:
+        headers = user_headers(settings, "platform_admin")
+        response = await client.get(f"/tenants/{tenants.acme.tenant_id}/secrets", headers=headers)
+        assert response.status_code == 404
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert downstream.received() == []
