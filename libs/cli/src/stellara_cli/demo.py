@@ -137,7 +137,9 @@ class Story:
     async def run(self) -> StoryResult:
         try:
             await self.create_tenant()
-            await self.onboard()
+            await self.invite_admin()
+            await self.complete_steps()
+            await self.await_active()
             await self.send_usage()
             await self.read_usage()
             await self.cross_the_limit()
@@ -168,7 +170,7 @@ class Story:
             raise DemoFailed(f"a new tenant starts pending, this one is {body['status']}")
         self.step(f"created tenant {slug} ({self.tenant}), status pending")
 
-    async def onboard(self) -> None:
+    async def invite_admin(self) -> None:
         status = await eventually(
             lambda: self.http.get(f"/tenants/{self.tenant}/onboarding-status", headers=self.admin),
             lambda r: r.status_code == 200,
@@ -227,6 +229,7 @@ class Story:
             raise DemoFailed(f"the invited admin joined as {role}")
         self.step(f"accepted: {user_id} is a tenant_admin of {self.result.slug}")
 
+    async def complete_steps(self) -> None:
         for step_key in ("configure_tenant", "setup_billing"):
             expect(
                 await self.http.post(
@@ -239,6 +242,7 @@ class Story:
             )
             self.step(f"completed step {step_key}")
 
+    async def await_active(self) -> None:
         await eventually(
             lambda: self.http.get(f"/tenants/{self.tenant}", headers=self.admin),
             lambda r: r.status_code == 200 and r.json()["status"] == "active",
