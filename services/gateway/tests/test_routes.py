@@ -40,7 +40,7 @@ from .conftest import (
 
 CALLERS = ("platform_admin", "tenant_admin", "user", "api_key")
 RELATIONS = ("own", "other", "none")
-ALL_SCOPES = ["tenant:read", "usage:read", "usage:write"]
+ALL_SCOPES = ["tenant:read", "config:read", "usage:read", "usage:write"]
 PATH_VALUES = {
     "key": "billing.hard_limit_action",
     "user_id": "user-42",
@@ -77,7 +77,7 @@ def allowed(route: Route, caller: str, relation: str) -> bool:
     if relation == "none" and route.context in (TenantContext.PATH, TenantContext.REQUIRED):
         return False  # no tenant of its own (and no default tenant here)
     if caller == "api_key":
-        return bool(route.api_key_scopes)
+        return bool(route.api_key_scopes & set(ALL_SCOPES))
     return {
         Access.PLATFORM: False,
         Access.TENANT_ADMIN: caller == "tenant_admin",
@@ -146,7 +146,7 @@ def _request(world: World, route: Route, caller: str, relation: str) -> dict[str
             "headers": headers,
             "json": [{"metric": "workflow_runs", "value": 1, "occurred_at": now}],
         }
-    body = {} if route.method in ("POST", "PUT") else None
+    body = {} if route.method in ("POST", "PUT", "PATCH") else None
     return {"method": route.method, "url": path, "headers": headers, "json": body}
 
 

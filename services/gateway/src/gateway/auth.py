@@ -219,6 +219,8 @@ class ApiKeys:
                 service="tenant-svc",
             )
         body = response.json()
+        if body.get("valid") is False or not body.get("tenant_id"):
+            return None
         return Principal(
             subject=f"api-key:{body['key_id']}",
             role=Role.USER,

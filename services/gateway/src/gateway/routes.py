@@ -53,6 +53,7 @@ class TenantContext(StrEnum):
 
 
 READ_SCOPES = frozenset({"tenant:read"})
+CONFIG_READ_SCOPES = frozenset({"config:read"})
 USAGE_READ_SCOPES = frozenset({"usage:read", "tenant:read"})
 CATALOGUE_SCOPES = frozenset({"tenant:read", "usage:read", "usage:write"})
 USAGE_WRITE_SCOPES = frozenset({"usage:write"})
@@ -128,20 +129,51 @@ _TENANT_EXAMPLE = {
     "status_reason": None,
     "metadata": {"region": "eu"},
     "version": 3,
+    "allowed_transitions": ["suspended", "deleted"],
     "created_at": s.WHEN,
     "updated_at": s.WHEN,
+    "deleted_at": None,
+}
+_ENTRY_EXAMPLE = {
+    "category": "billing",
+    "key": "hard_limit_action",
+    "value": "suspend",
+    "source": "tenant",
+    "version": 2,
+    "updated_at": s.WHEN,
+    "updated_by": s.USER,
 }
 _CONFIG_EXAMPLE = {
     "tenant_id": s.TENANT,
-    "entries": [
-        {"key": "billing.hard_limit_action", "value": "suspend", "source": "tenant", "version": 2},
-        {"key": "general.timezone", "value": "UTC", "source": "default", "version": None},
+    "effective": True,
+    "values": {"billing": {"hard_limit_action": "suspend"}, "general": {"timezone": "UTC"}},
+    "items": [
+        _ENTRY_EXAMPLE,
+        {
+            "category": "general",
+            "key": "timezone",
+            "value": "UTC",
+            "source": "default",
+            "version": None,
+            "updated_at": None,
+            "updated_by": None,
+        },
     ],
+}
+_CHANGE_EXAMPLE = {
+    "category": "billing",
+    "key": "hard_limit_action",
+    "action": "set",
+    "old_value": "notify",
+    "new_value": "suspend",
+    "version": 2,
 }
 _HISTORY_EXAMPLE = {
     "items": [
         {
-            "key": "billing.hard_limit_action",
+            "id": 17,
+            "category": "billing",
+            "key": "hard_limit_action",
             "version": 2,
             "action": "set",
             "old_value": "notify",
@@ -153,11 +185,12 @@ _HISTORY_EXAMPLE = {
     "next_cursor": None,
 }
 _MEMBER_EXAMPLE = {
-    "tenant_id": s.TENANT,
     "user_id": s.USER,
     "email": "ada@acme.example",
     "role": "user",
+    "via": "api",
     "created_at": s.WHEN,
+    "updated_at": s.WHEN,
 }
 _API_KEY_EXAMPLE = {
     "id": s.API_KEY,
@@ -166,6 +199,7 @@ _API_KEY_EXAMPLE = {
     "prefix": "sk_3e2d",
     "scopes": ["usage:write"],
     "created_at": s.WHEN,
+    "created_by": s.USER,
     "expires_at": None,
     "revoked_at": None,
 }
@@ -265,7 +299,7 @@ ROUTES: tuple[Route, ...] = (
           query=(*_PAGE, QueryParam("status", "Only tenants in this status.", "active"))),
     Route("GET", "/tenants/{id}", T, Access.TENANT_READ, "Get a tenant", "tenants",
           api_key_scopes=READ_SCOPES, response_model=s.Tenant, response_example=_TENANT_EXAMPLE),
-    Route("PUT", "/tenants/{id}", T, Access.PLATFORM, "Update a tenant", "tenants",
+    Route("PUT", "/tenants/{id}", T, Access.TENANT_ADMIN, "Update a tenant", "tenants",
           request_model=s.TenantUpdate, response_model=s.Tenant, response_example=_TENANT_EXAMPLE),
     Route("DELETE", "/tenants/{id}", T, Access.PLATFORM, "Delete a tenant", "tenants",
           response_model=s.Tenant, response_example=_TENANT_EXAMPLE | {"status": "deleted"}),
@@ -276,30 +310,42 @@ ROUTES: tuple[Route, ...] = (
           response_example=_TENANT_EXAMPLE | {"status": "suspended", "status_reason": "Unpaid invoice 2026-11"}),
     # ------------------------------------------------------------------ configuration (tenant-svc)
     Route("GET", "/tenants/{id}/config", T, Access.TENANT_READ, "Get a tenant's configuration", "configuration",
-          api_key_scopes=READ_SCOPES, response_model=s.TenantConfig, response_example=_CONFIG_EXAMPLE,
-          query=(QueryParam("category", "Only this category.", "billing"),)),
-    Route("POST", "/tenants/{id}/config", T, Access.TENANT_ADMIN, "Set configuration keys", "configuration",
-          request_model=s.ConfigChangeRequest, response_model=s.TenantConfig, response_example=_CONFIG_EXAMPLE),
-    Route("GET", "/tenants/{id}/config/history", T, Access.TENANT_READ, "Configuration history", "configuration",
-          api_key_scopes=READ_SCOPES, response_model=s.ConfigHistoryPage, response_example=_HISTORY_EXAMPLE,
-          query=(QueryParam("key", "Only this key (`category.key`).", "billing.hard_limit_action"), *_PAGE)),
-    Route("POST", "/tenants/{id}/config/rollback", T, Access.TENANT_ADMIN, "Roll a key back to an earlier version", "configuration",
-          request_model=s.ConfigRollback, response_model=s.ConfigEntry,
-          response_example={"key": "billing.hard_limit_action", "value": "notify", "source": "tenant", "version": 3}),
-    Route("PUT", "/tenants/{id}/config/{key}", T, Access.TENANT_ADMIN, "Set one configuration key", "configuration",
-          request_model=s.ConfigValue, response_model=s.ConfigEntry,
-          response_example={"key": "billing.hard_limit_action", "value": "suspend", "source": "tenant", "version": 2},
+          api_key_scopes=CONFIG_READ_SCOPES, response_model=s.TenantConfig, response_example=_CONFIG_EXAMPLE,
+          query=(QueryParam("category", "Only this category.", "billing"),
+                 QueryParam("effective", "Merge in the platform defaults (`true`, the default).", "true"))),
+    Route("POST", "/tenants/{id}/config", T, Access.TENANT_ADMIN, "Set one configuration key", "configuration",
+          request_model=s.ConfigSet, response_model=s.ConfigEntry, status_code=201, response_example=_ENTRY_EXAMPLE),
+    Route("PATCH", "/tenants/{id}/config", T, Access.TENANT_ADMIN, "Change many configuration keys at once", "configuration",
+          request_model=s.ConfigBulk, response_model=s.ConfigChanges, response_example={"changes": [_CHANGE_EXAMPLE]}),
+    Route("GET", "/tenants/{id}/config/history", T, Access.TENANT_ADMIN, "Configuration history", "configuration",
+          response_model=s.ConfigHistoryPage, response_example=_HISTORY_EXAMPLE,
+          query=(QueryParam("category", "Only this category.", "billing"),
+                 QueryParam("key", "Only this key.", "hard_limit_action"), *_PAGE)),
+    Route("GET", "/tenants/{id}/config/{key}", T, Access.TENANT_READ, "Get one configuration key", "configuration",
+          api_key_scopes=CONFIG_READ_SCOPES, response_model=s.ConfigEntry, response_example=_ENTRY_EXAMPLE,
           path_examples={"key": "billing.hard_limit_action"}),
-    Route("DELETE", "/tenants/{id}/config/{key}", T, Access.TENANT_ADMIN, "Reset a key to the platform default", "configuration",
-          response_model=s.ConfigEntry,
-          response_example={"key": "billing.hard_limit_action", "value": "notify", "source": "default", "version": None},
+    Route("PUT", "/tenants/{id}/config/{key}", T, Access.TENANT_ADMIN, "Update one configuration key", "configuration",
+          request_model=s.ConfigValue, response_model=s.ConfigEntry, response_example=_ENTRY_EXAMPLE,
+          path_examples={"key": "billing.hard_limit_action"}),
+    Route("DELETE", "/tenants/{id}/config/{key}", T, Access.TENANT_ADMIN, "Delete one configuration key (back to the default)", "configuration",
+          status_code=204, path_examples={"key": "billing.hard_limit_action"}),
+    Route("POST", "/tenants/{id}/config/{key}/rollback", T, Access.TENANT_ADMIN, "Roll a configuration key back", "configuration",
+          request_model=s.ConfigRollback, response_model=s.ConfigEntry,
+          response_example=_ENTRY_EXAMPLE | {"value": "notify", "version": 3},
           path_examples={"key": "billing.hard_limit_action"}),
     # ------------------------------------------------------------------ members (tenant-svc)
     Route("GET", "/tenants/{id}/members", T, Access.TENANT_ADMIN, "List members", "members",
           response_model=s.MemberPage, response_example={"items": [_MEMBER_EXAMPLE], "next_cursor": None},
-          query=_PAGE),
+          query=(QueryParam("role", "Only this role.", "tenant_admin"), *_PAGE)),
     Route("POST", "/tenants/{id}/members", T, Access.TENANT_ADMIN, "Add a member", "members",
           request_model=s.MemberIn, response_model=s.Member, status_code=201, response_example=_MEMBER_EXAMPLE),
+    Route("POST", "/tenants/{id}/members/import", T, Access.TENANT_ADMIN, "Import users as members", "members",
+          request_model=s.MemberImport, response_model=s.ImportReport,
+          response_example={"created": 1, "skipped": 0, "invalid": 0,
+                            "results": [{"line": 1, "outcome": "created", "user_id": s.USER,
+                                         "email": "ada@acme.example", "role": "user", "reason": None}]}),
+    Route("GET", "/tenants/{id}/members/{user_id}", T, Access.TENANT_ADMIN, "Get a member", "members",
+          response_model=s.Member, response_example=_MEMBER_EXAMPLE, path_examples={"user_id": s.USER}),
     Route("PUT", "/tenants/{id}/members/{user_id}", T, Access.TENANT_ADMIN, "Change a member's role", "members",
           request_model=s.MemberRoleUpdate, response_model=s.Member,
           response_example=_MEMBER_EXAMPLE | {"role": "tenant_admin"}, path_examples={"user_id": s.USER}),
@@ -311,7 +357,9 @@ ROUTES: tuple[Route, ...] = (
           query=_PAGE),
     Route("POST", "/tenants/{id}/api-keys", T, Access.TENANT_ADMIN, "Create an API key (its secret is shown once)", "api-keys",
           request_model=s.ApiKeyCreate, response_model=s.ApiKeyCreated, status_code=201,
-          response_example=_API_KEY_EXAMPLE | {"key": "sk_3e2d1c0b_9f8e7d6c5b4a39281706f5e4d3c2b1a0"}),
+          response_example=_API_KEY_EXAMPLE | {"secret": "sk_3e2d1c0b_9f8e7d6c5b4a39281706f5e4d3c2b1a0"}),
+    Route("GET", "/tenants/{id}/api-keys/{key_id}", T, Access.TENANT_ADMIN, "Get an API key", "api-keys",
+          response_model=s.ApiKey, response_example=_API_KEY_EXAMPLE, path_examples={"key_id": s.API_KEY}),
     Route("DELETE", "/tenants/{id}/api-keys/{key_id}", T, Access.TENANT_ADMIN, "Revoke an API key", "api-keys",
           status_code=204, path_examples={"key_id": s.API_KEY}),
     # ------------------------------------------------------------------ usage (usage-svc)
@@ -364,6 +412,15 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/tenants/{id}/invitations", OB, Access.TENANT_ADMIN, "List invitations", "invitations",
           response_model=s.InvitationPage, response_example={"items": [_INVITATION_EXAMPLE], "next_cursor": None},
           query=(*_PAGE, QueryParam("status", "Only invitations in this status.", "pending"))),
+    Route("GET", "/tenants/{id}/invitations/{invitation_id}", OB, Access.TENANT_ADMIN, "Get an invitation", "invitations",
+          response_model=s.Invitation, response_example=_INVITATION_EXAMPLE,
+          path_examples={"invitation_id": s.INVITATION}),
+    Route("POST", "/tenants/{id}/invitations/{invitation_id}/resend", OB, Access.TENANT_ADMIN, "Send an invitation again", "invitations",
+          response_model=s.Invitation, response_example=_INVITATION_EXAMPLE,
+          path_examples={"invitation_id": s.INVITATION}),
+    Route("POST", "/tenants/{id}/invitations/{invitation_id}/revoke", OB, Access.TENANT_ADMIN, "Revoke an invitation", "invitations",
+          response_model=s.Invitation, response_example=_INVITATION_EXAMPLE | {"status": "revoked"},
+          path_examples={"invitation_id": s.INVITATION}),
     Route("DELETE", "/tenants/{id}/invitations/{invitation_id}", OB, Access.TENANT_ADMIN, "Revoke an invitation", "invitations",
           response_model=s.Invitation, response_example=_INVITATION_EXAMPLE | {"status": "revoked"},
           path_examples={"invitation_id": s.INVITATION}),

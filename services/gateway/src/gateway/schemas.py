@@ -15,7 +15,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stellara_contracts.events import Role, TenantStatus
+from stellara_contracts.events import ConfigChange, TenantStatus
 
 TENANT = "5b0c8f5e-6a53-4a0e-9a0e-2f1f3a0b6c11"
 USER = "8d7f5a9c-2b1e-4c3d-9e8f-7a6b5c4d3e2f"
@@ -45,14 +45,14 @@ class TenantCreate(BaseModel):
 
     slug: str = Field(description="DNS-label slug, unique for ever.", examples=["acme"])
     name: str = Field(description="Display name.", examples=["Acme Corp"])
-    plan: str = Field(default="free", description="Plan key.", examples=["starter"])
+    plan: str | None = Field(default=None, description="Plan key.", examples=["starter"])
     metadata: dict[str, Any] = Field(default_factory=dict, examples=[{"region": "eu"}])
 
 
 class TenantUpdate(BaseModel):
-    """Changes to a tenant's name, plan or metadata (send only what changes)."""
+    """Changes to a tenant (send only what changes; the plan is platform_admin's)."""
 
-    model_config = _example({"name": "Acme Inc", "plan": "pro"})
+    model_config = _example({"name": "Acme Inc"})
 
     name: str | None = Field(default=None, examples=["Acme Inc"])
     plan: str | None = Field(default=None, examples=["pro"])
@@ -77,9 +77,11 @@ class Tenant(BaseModel):
     status: TenantStatus = Field(examples=["active"])
     status_reason: str | None = Field(default=None, examples=[None])
     metadata: dict[str, Any] = Field(default_factory=dict, examples=[{"region": "eu"}])
-    version: int = Field(examples=[3])
+    version: int = Field(description="Bumped by every change; the ETag.", examples=[3])
+    allowed_transitions: list[TenantStatus] = Field(examples=[["suspended", "deleted"]])
     created_at: datetime = Field(examples=[WHEN])
     updated_at: datetime = Field(examples=[WHEN])
+    deleted_at: datetime | None = Field(default=None, examples=[None])
 
 
 class TenantPage(BaseModel):
@@ -90,44 +92,97 @@ class TenantPage(BaseModel):
 
 
 # --------------------------------------------------------------------- configuration
-class ConfigEntry(BaseModel):
-    """One configuration key: the tenant's value or the platform default."""
+Category = Literal["general", "auth", "billing", "features", "integrations"]
 
-    key: str = Field(description="`category.key`.", examples=["billing.hard_limit_action"])
+
+class ConfigEntry(BaseModel):
+    """One key's value and where it came from (`tenant` override or platform `default`)."""
+
+    category: Category = Field(examples=["billing"])
+    key: str = Field(examples=["hard_limit_action"])
     value: Any = Field(examples=["suspend"])
     source: Literal["default", "tenant"] = Field(examples=["tenant"])
     version: int | None = Field(default=None, examples=[2])
+    updated_at: datetime | None = Field(default=None, examples=[WHEN])
+    updated_by: str | None = Field(default=None, examples=[USER])
 
 
 class TenantConfig(BaseModel):
-    """A tenant's effective configuration."""
+    """A tenant's configuration."""
 
     tenant_id: UUID = Field(examples=[TENANT])
-    entries: list[ConfigEntry]
+    effective: bool = Field(description="Whether platform defaults are merged in.")
+    values: dict[str, dict[str, Any]] = Field(description="category → key → value.")
+    items: list[ConfigEntry]
 
 
-class ConfigChangeRequest(BaseModel):
-    """Set several keys at once (one change, one event)."""
+class ConfigSet(BaseModel):
+    """Set one key (creates it or replaces its value)."""
 
-    model_config = _example(
-        {"values": {"billing.hard_limit_action": "suspend", "general.timezone": "Europe/Paris"}}
-    )
+    model_config = _example({"category": "billing", "key": "hard_limit_action", "value": "suspend"})
 
-    values: dict[str, Any] = Field(description="`category.key` → new value.")
+    category: Category = Field(examples=["billing"])
+    key: str = Field(examples=["hard_limit_action"])
+    value: Any = Field(examples=["suspend"])
 
 
 class ConfigValue(BaseModel):
-    """The new value of one key."""
+    """The new value of the key named in the path (`category.key`)."""
 
     model_config = _example({"value": "suspend"})
 
     value: Any = Field(examples=["suspend"])
 
 
+class BulkChange(BaseModel):
+    """One change of a bulk update."""
+
+    op: Literal["set", "delete"] = Field(default="set", examples=["set"])
+    category: Category = Field(examples=["billing"])
+    key: str = Field(examples=["hard_limit_action"])
+    value: Any = Field(default=None, examples=["suspend"])
+
+
+class ConfigBulk(BaseModel):
+    """Several changes applied together (one transaction, one event)."""
+
+    model_config = _example(
+        {
+            "changes": [
+                {
+                    "op": "set",
+                    "category": "billing",
+                    "key": "hard_limit_action",
+                    "value": "suspend",
+                },
+                {"op": "delete", "category": "general", "key": "timezone"},
+            ]
+        }
+    )
+
+    changes: list[BulkChange] = Field(min_length=1)
+
+
+class ConfigChanges(BaseModel):
+    """What a bulk update changed."""
+
+    changes: list[ConfigChange]
+
+
+class ConfigRollback(BaseModel):
+    """Bring back the value a key had at a version of its history."""
+
+    model_config = _example({"version": 1})
+
+    version: int = Field(ge=1, examples=[1])
+
+
 class ConfigHistoryEntry(BaseModel):
     """One recorded change of a key."""
 
-    key: str = Field(examples=["billing.hard_limit_action"])
+    id: int = Field(examples=[17])
+    category: str = Field(examples=["billing"])
+    key: str = Field(examples=["hard_limit_action"])
     version: int = Field(examples=[2])
     action: Literal["set", "delete"] = Field(examples=["set"])
     old_value: Any = Field(default=None, examples=["notify"])
@@ -143,15 +198,6 @@ class ConfigHistoryPage(BaseModel):
     next_cursor: str | None = _cursor
 
 
-class ConfigRollback(BaseModel):
-    """Put a key back to the value it had at a version of its history."""
-
-    model_config = _example({"key": "billing.hard_limit_action", "version": 1})
-
-    key: str = Field(examples=["billing.hard_limit_action"])
-    version: int = Field(ge=1, examples=[1])
-
-
 # --------------------------------------------------------------------- members
 class MemberIn(BaseModel):
     """Add a user to the tenant with a role."""
@@ -160,7 +206,7 @@ class MemberIn(BaseModel):
 
     user_id: str = Field(examples=[USER])
     email: str | None = Field(default=None, examples=["ada@acme.example"])
-    role: Role = Field(default=Role.USER, examples=["user"])
+    role: Literal["tenant_admin", "user"] = Field(default="user", examples=["user"])
 
 
 class MemberRoleUpdate(BaseModel):
@@ -168,17 +214,18 @@ class MemberRoleUpdate(BaseModel):
 
     model_config = _example({"role": "tenant_admin"})
 
-    role: Role = Field(examples=["tenant_admin"])
+    role: Literal["tenant_admin", "user"] = Field(examples=["tenant_admin"])
 
 
 class Member(BaseModel):
     """A user of a tenant."""
 
-    tenant_id: UUID = Field(examples=[TENANT])
     user_id: str = Field(examples=[USER])
     email: str | None = Field(default=None, examples=["ada@acme.example"])
-    role: Role = Field(examples=["user"])
+    role: Literal["tenant_admin", "user"] = Field(examples=["user"])
+    via: Literal["api", "invitation", "import"] = Field(examples=["api"])
     created_at: datetime = Field(examples=[WHEN])
+    updated_at: datetime = Field(examples=[WHEN])
 
 
 class MemberPage(BaseModel):
@@ -186,6 +233,34 @@ class MemberPage(BaseModel):
 
     items: list[Member]
     next_cursor: str | None = _cursor
+
+
+class MemberImport(BaseModel):
+    """Users to add in one go (rows with `user_id`, `email`, `role`)."""
+
+    model_config = _example(
+        {"rows": [{"user_id": USER, "email": "ada@acme.example", "role": "user"}]}
+    )
+
+    rows: list[dict[str, Any]]
+
+
+class ImportedRow(BaseModel):
+    line: int = Field(examples=[1])
+    outcome: Literal["created", "skipped", "invalid"] = Field(examples=["created"])
+    user_id: str | None = Field(default=None, examples=[USER])
+    email: str | None = Field(default=None, examples=["ada@acme.example"])
+    role: str | None = Field(default=None, examples=["user"])
+    reason: str | None = Field(default=None, examples=[None])
+
+
+class ImportReport(BaseModel):
+    """What an import did, row by row."""
+
+    created: int = Field(examples=[1])
+    skipped: int = Field(examples=[0])
+    invalid: int = Field(examples=[0])
+    results: list[ImportedRow]
 
 
 # --------------------------------------------------------------------- API keys
@@ -196,8 +271,7 @@ class ApiKeyCreate(BaseModel):
 
     name: str = Field(examples=["billing-worker"])
     scopes: list[str] = Field(
-        default_factory=list,
-        description="`usage:write` (send usage), `usage:read`, `tenant:read`.",
+        description="`usage:write` (send usage), `usage:read`, `tenant:read`, `config:read`.",
         examples=[["usage:write"]],
     )
     expires_at: datetime | None = Field(default=None, examples=[None])
@@ -209,9 +283,12 @@ class ApiKey(BaseModel):
     id: UUID = Field(examples=[API_KEY])
     tenant_id: UUID = Field(examples=[TENANT])
     name: str = Field(examples=["billing-worker"])
-    prefix: str = Field(description="First characters, to recognise it.", examples=["sk_3e2d"])
+    prefix: str = Field(
+        description="The key's public start, to recognise it.", examples=["sk_3e2d"]
+    )
     scopes: list[str] = Field(examples=[["usage:write"]])
     created_at: datetime = Field(examples=[WHEN])
+    created_by: str | None = Field(default=None, examples=[USER])
     expires_at: datetime | None = Field(default=None, examples=[None])
     revoked_at: datetime | None = Field(default=None, examples=[None])
 
@@ -219,7 +296,7 @@ class ApiKey(BaseModel):
 class ApiKeyCreated(ApiKey):
     """The new key, with its secret — shown this once only."""
 
-    key: str = Field(examples=["sk_3e2d1c0b_9f8e7d6c5b4a39281706f5e4d3c2b1a0"])
+    secret: str = Field(examples=["sk_3e2d1c0b_9f8e7d6c5b4a39281706f5e4d3c2b1a0"])
 
 
 class ApiKeyPage(BaseModel):
