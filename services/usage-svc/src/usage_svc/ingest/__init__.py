@@ -1,0 +1,1 @@
+"""Ingestion of usage.recorded: decode, classify, dedup and fold in batches."""

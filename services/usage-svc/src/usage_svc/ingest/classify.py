@@ -1,0 +1,141 @@
+"""Which parsed records are accepted, and why the others go to the dead-letter topic."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+from uuid import UUID
+
+import orjson
+
+from stellara_contracts.events import TenantStatus
+from stellara_kit.tenant_directory import TenantDirectory
+from usage_svc.ingest.decoding import ParsedUsage
+from usage_svc.meter_catalogue import MeterCatalogue
+from usage_svc.meters import Aggregation
+from usage_svc.plans import Plan
+
+# dead-letter reasons (the `x-dlq-reason` header and the metric label)
+MALFORMED = "malformed"
+UNKNOWN_TENANT = "unknown_tenant"
+TENANT_DELETED = "tenant_deleted"
+UNKNOWN_METRIC = "unknown_metric"
+NEGATIVE_VALUE = "negative_value"
+FUTURE_TIMESTAMP = "future_timestamp"
+TOO_OLD = "too_old"
+MISSING_PROPERTY = "missing_property"
+
+REASONS = (
+    MALFORMED,
+    UNKNOWN_TENANT,
+    TENANT_DELETED,
+    UNKNOWN_METRIC,
+    NEGATIVE_VALUE,
+    FUTURE_TIMESTAMP,
+    TOO_OLD,
+    MISSING_PROPERTY,
+)
+
+
+class StagedRow(NamedTuple):
+    """A row of the staging table (the order is the COPY column order)."""
+
+    tenant_id: UUID
+    event_id: UUID
+    metric: str
+    value: float
+    occurred_at: datetime
+    source: str
+    properties: str | None
+    tracked: bool
+    unique_value: str | None
+
+
+STAGING_COLUMNS = StagedRow._fields
+
+
+class Rejection(NamedTuple):
+    reason: str
+    error: str
+
+
+class UsageClassifier:
+    """Applies the rules that need state: tenants, meters, plans and the clock."""
+
+    def __init__(
+        self,
+        *,
+        directory: TenantDirectory,
+        meters: MeterCatalogue,
+        plans: Mapping[str, Plan],
+        dedup_window: timedelta,
+        future_skew: timedelta,
+        allow_unknown_metrics: bool,
+    ) -> None:
+        self.directory = directory
+        self.meters = meters
+        self.dedup_window = dedup_window
+        self.future_skew = future_skew
+        self.allow_unknown_metrics = allow_unknown_metrics
+        #: metrics some plan limits: their period totals are kept up to date for alerts
+        self.tracked_metrics = frozenset(
+            metric
+            for plan in plans.values()
+            for metric, terms in plan.metrics.items()
+            if terms.limit is not None
+        )
+
+    def classify(self, event: ParsedUsage, now: datetime) -> StagedRow | Rejection:
+        tenant = self.directory.get(event.tenant_id)
+        if tenant is None:
+            return Rejection(UNKNOWN_TENANT, f"tenant {event.tenant_id} is not known")
+        if tenant.status == TenantStatus.DELETED:
+            return Rejection(TENANT_DELETED, f"tenant {event.tenant_id} is deleted")
+        meter = self.meters.get(event.metric)
+        if meter is None and not self.allow_unknown_metrics:
+            return Rejection(UNKNOWN_METRIC, f"metric {event.metric!r} is not in the catalogue")
+        if event.value < 0 and (meter is None or meter.is_counter):
+            return Rejection(
+                NEGATIVE_VALUE, f"{event.metric} is a counter; value {event.value} is negative"
+            )
+        if event.occurred_at > now + self.future_skew:
+            return Rejection(
+                FUTURE_TIMESTAMP,
+                f"occurred_at {event.occurred_at.isoformat()} is more than "
+                f"{int(self.future_skew.total_seconds())} s ahead of {now.isoformat()}",
+            )
+        if event.occurred_at < now - self.dedup_window:
+            return Rejection(
+                TOO_OLD,
+                f"occurred_at {event.occurred_at.isoformat()} is older than the "
+                f"{self.dedup_window.days}-day deduplication window",
+            )
+        unique_value = None
+        if meter is not None and meter.aggregation == Aggregation.UNIQUE_COUNT:
+            prop = meter.unique_property or ""
+            found = event.properties.get(prop)
+            if found is None:
+                return Rejection(
+                    MISSING_PROPERTY,
+                    f"{event.metric} counts distinct values of property {prop!r}, "
+                    "which the event lacks",
+                )
+            unique_value = _text(found)
+        return StagedRow(
+            event.tenant_id,
+            event.event_id,
+            event.metric,
+            event.value,
+            event.occurred_at,
+            event.source,
+            orjson.dumps(event.properties).decode() if event.properties else None,
+            event.metric in self.tracked_metrics,
+            unique_value,
+        )
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

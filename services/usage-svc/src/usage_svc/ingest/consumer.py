@@ -1,0 +1,494 @@
+"""The usage ingester: a batch consumer of ``usage.recorded`` (the service's hot path).
+
+Two stages run side by side so that decoding the next batch (CPU in this
+process) overlaps writing the current one (CPU in PostgreSQL):
+
+- the reader takes what Kafka has buffered (``getmany``, up to
+  ``batch_target_records``), decodes and classifies it, and sends bad records
+  to ``usage.recorded.dlq`` with the reason in ``x-dlq-reason``;
+- the writer folds the good rows in one transaction (see ``repository``),
+  waits for the dead letters' acknowledgements, and only then commits the
+  offsets.
+
+Exactness never depends on the offset commit: a batch replayed after a crash
+(before or after the database commit) finds its ids in the dedup ledger and
+changes nothing. On a rebalance the revoked partitions' in-flight batches are
+finished and committed before the partitions are handed over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, IllegalStateError
+from prometheus_client import Counter, Histogram
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stellara_contracts import topics
+from stellara_contracts.topics import dlq_topic
+from stellara_kit.consumer import dlq_headers
+from stellara_kit.runtime import ServiceRuntime
+from stellara_kit.tenant_directory import TenantDirectory
+from usage_svc.ingest import quotas
+from usage_svc.ingest import repository as repo
+from usage_svc.ingest.classify import (
+    MALFORMED,
+    UNKNOWN_METRIC,
+    UNKNOWN_TENANT,
+    Rejection,
+    StagedRow,
+    UsageClassifier,
+)
+from usage_svc.ingest.decoding import MalformedRecord, ParsedUsage, UsageRecordParser
+from usage_svc.meter_catalogue import MeterCatalogue
+from usage_svc.plans import month_of
+from usage_svc.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Hook = Callable[["PreparedBatch"], Awaitable[None]]
+
+
+@dataclass
+class IngestFaults:
+    """Failure injection for tests: raise from a hook to crash the ingester there."""
+
+    before_db_commit: Hook | None = None
+    after_db_commit: Hook | None = None
+
+
+@dataclass
+class PreparedBatch:
+    rows: list[StagedRow]
+    offsets: dict[TopicPartition, int]
+    dead_letters: list[asyncio.Future[Any]] = field(default_factory=list)
+    records: int = 0
+    duplicates_in_batch: int = 0
+    fetched_at: float = 0.0
+
+
+class IngestMetrics:
+    def __init__(self, runtime: ServiceRuntime) -> None:
+        registry = runtime.registry
+        self.events = Counter(
+            "stellara_usage_events_total",
+            "Usage records consumed, by outcome (accepted, duplicate, dead_lettered, ignored)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.batches = Histogram(
+            "stellara_usage_batch_seconds",
+            "Time from fetching a batch to committing its offsets",
+            registry=registry,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.batch_size = Histogram(
+            "stellara_usage_batch_records",
+            "Records per ingested batch",
+            registry=registry,
+            buckets=(1, 10, 100, 1000, 5000, 10_000, 20_000, 50_000, 100_000),
+        )
+        self.alerts = Counter(
+            "stellara_usage_alerts_total",
+            "Quota alerts raised, by threshold",
+            ["threshold"],
+            registry=registry,
+        )
+        self.dead_lettered = runtime.consumer_metrics.dead_lettered
+
+
+class UsageIngester:
+    def __init__(
+        self,
+        *,
+        runtime: ServiceRuntime,
+        settings: Settings,
+        directory: TenantDirectory,
+        meters: MeterCatalogue,
+        faults: IngestFaults | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.settings = settings
+        self.directory = directory
+        self.meters = meters
+        self.faults = faults or IngestFaults()
+        self.topic = settings.topic(topics.USAGE_RECORDED)
+        self.metrics = IngestMetrics(runtime)
+        self.parser = UsageRecordParser()
+        self.classifier = UsageClassifier(
+            directory=directory,
+            meters=meters,
+            plans=settings.plans,
+            dedup_window=timedelta(days=settings.dedup_window_days),
+            future_skew=timedelta(seconds=settings.future_skew_seconds),
+            allow_unknown_metrics=settings.allow_unknown_metrics,
+        )
+        self.fired: set[quotas.ThresholdKey] = set()
+        self.committed_batches = 0
+        self._raw_days: set[date] = set()
+        self._epoch: tuple[date, date, date] | None = None  # (for day, epoch start, probe from)
+        self._given_up: dict[UUID, float] = {}
+        self._meters_checked_at = 0.0
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def run(self) -> None:
+        """Consume for ever (a runtime background task; restarted if it fails)."""
+        await self.directory.ready.wait()
+        await self.meters.load()
+        settings = self.settings
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            group_id=settings.group_id,
+            client_id=f"{settings.service_name}-ingest",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=settings.ingest_session_timeout_ms,
+            heartbeat_interval_ms=max(settings.ingest_session_timeout_ms // 10, 100),
+            max_poll_records=settings.batch_max_records,
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_wait_ms=100,
+        )
+        consumer.subscribe([self.topic], listener=_FinishBeforeRevoke(self))
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            client_id=f"{settings.service_name}-dlq",
+            enable_idempotence=True,
+            linger_ms=5,
+        )
+        await producer.start()
+        try:
+            await consumer.start()
+            queue: asyncio.Queue[PreparedBatch] = asyncio.Queue(maxsize=1)
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._read(consumer, producer, queue))
+                group.create_task(self._write(consumer, queue))
+        finally:
+            self._inflight = 0
+            self._idle.set()
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            with contextlib.suppress(Exception):
+                await producer.stop()
+
+    async def finish_in_flight(self) -> None:
+        """Wait until every fetched batch is stored and committed (before a rebalance)."""
+        await self._idle.wait()
+
+    # ------------------------------------------------------------------ reader
+    async def _read(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        queue: asyncio.Queue[PreparedBatch],
+    ) -> None:
+        while True:
+            await self.meters.refresh_if_stale()
+            fetched = await self._fetch(consumer)
+            if not fetched:
+                continue
+            self._inflight += 1
+            self._idle.clear()
+            try:
+                batch = await self._prepare(fetched, producer)
+                await queue.put(batch)
+            except BaseException:
+                self._batch_done()
+                raise
+
+    async def _fetch(
+        self, consumer: AIOKafkaConsumer
+    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        settings = self.settings
+        fetched = await consumer.getmany(
+            timeout_ms=settings.batch_max_wait_ms, max_records=settings.batch_max_records
+        )
+        total = sum(len(records) for records in fetched.values())
+        while fetched and total < settings.batch_target_records:
+            more = await consumer.getmany(timeout_ms=0, max_records=settings.batch_max_records)
+            if not more:
+                break
+            for tp, records in more.items():
+                fetched.setdefault(tp, []).extend(records)
+                total += len(records)
+        return fetched
+
+    async def _prepare(
+        self,
+        fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        producer: AIOKafkaProducer,
+    ) -> PreparedBatch:
+        started = time.perf_counter()
+        now = datetime.now(UTC)
+        parse = self.parser.parse
+        classify = self.classifier.classify
+        rows: list[StagedRow] = []
+        seen: set[tuple[UUID, UUID]] = set()
+        waiting: list[tuple[ConsumerRecord[bytes, bytes], ParsedUsage]] = []
+        batch = PreparedBatch(rows=rows, offsets={}, fetched_at=started)
+        for tp, records in fetched.items():
+            batch.offsets[tp] = records[-1].offset + 1
+            batch.records += len(records)
+            for record in records:
+                try:
+                    event = parse(record.value)
+                except MalformedRecord as exc:
+                    await self._dead_letter(producer, batch, record, MALFORMED, str(exc))
+                    continue
+                if event is None:  # a type this version does not know: not ours to judge
+                    self.metrics.events.labels("ignored").inc()
+                    continue
+                outcome = classify(event, now)
+                if type(outcome) is Rejection:
+                    if outcome.reason == UNKNOWN_TENANT and self._may_wait_for(event.tenant_id):
+                        waiting.append((record, event))
+                    elif outcome.reason == UNKNOWN_METRIC and await self._meters_reloaded():
+                        waiting.append((record, event))  # a meter added on another replica?
+                    else:
+                        await self._dead_letter(
+                            producer, batch, record, outcome.reason, outcome.error
+                        )
+                    continue
+                assert isinstance(outcome, StagedRow)
+                key = (outcome.tenant_id, outcome.event_id)
+                if key in seen:
+                    batch.duplicates_in_batch += 1
+                    continue
+                seen.add(key)
+                rows.append(outcome)
+        if waiting:
+            await self._wait_for_tenants(
+                {
+                    event.tenant_id
+                    for _, event in waiting
+                    if self.directory.get(event.tenant_id) is None
+                }
+            )
+            for record, event in waiting:
+                outcome = classify(event, now)
+                if type(outcome) is Rejection:
+                    await self._dead_letter(producer, batch, record, outcome.reason, outcome.error)
+                    continue
+                assert isinstance(outcome, StagedRow)
+                key = (outcome.tenant_id, outcome.event_id)
+                if key in seen:
+                    batch.duplicates_in_batch += 1
+                    continue
+                seen.add(key)
+                rows.append(outcome)
+        return batch
+
+    async def _meters_reloaded(self) -> bool:
+        """Reload the meter catalogue (at most once a second) when a metric is unknown."""
+        if self._meters_checked_at and time.monotonic() - self._meters_checked_at < 1.0:
+            return False
+        self._meters_checked_at = time.monotonic()
+        return await self.meters.refresh_if_stale(min_age=1.0)
+
+    def _may_wait_for(self, tenant_id: UUID) -> bool:
+        given_up = self._given_up.get(tenant_id)
+        return self.settings.unknown_tenant_grace_seconds > 0 and (
+            given_up is None or time.monotonic() - given_up > 300
+        )
+
+    async def _wait_for_tenants(self, tenant_ids: set[UUID]) -> None:
+        """Give ``tenant.state`` a moment to catch up with tenants created just now."""
+        deadline = time.monotonic() + self.settings.unknown_tenant_grace_seconds
+        missing = {t for t in tenant_ids if self.directory.get(t) is None}
+        while missing and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            missing = {t for t in missing if self.directory.get(t) is None}
+        now = time.monotonic()
+        for tenant_id in missing:
+            self._given_up[tenant_id] = now
+        if len(self._given_up) > 10_000:
+            self._given_up = {t: at for t, at in self._given_up.items() if now - at < 300}
+
+    async def _dead_letter(
+        self,
+        producer: AIOKafkaProducer,
+        batch: PreparedBatch,
+        record: ConsumerRecord[bytes, bytes],
+        reason: str,
+        error: str,
+    ) -> None:
+        headers = dlq_headers(
+            record.headers,
+            error=error,
+            reason=reason,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            attempts=0,
+            consumer=self.settings.group_id,
+        )
+        future = await producer.send(
+            dlq_topic(record.topic),
+            record.value or b"",
+            key=record.key,
+            headers=[(k, v.encode()) for k, v in headers.items()],
+        )
+        batch.dead_letters.append(future)
+        self.metrics.dead_lettered.labels(topic=topics.USAGE_RECORDED, reason=reason).inc()
+        self.metrics.events.labels("dead_lettered").inc()
+
+    # ------------------------------------------------------------------ writer
+    async def _write(self, consumer: AIOKafkaConsumer, queue: asyncio.Queue[PreparedBatch]) -> None:
+        while True:
+            batch = await queue.get()
+            try:
+                if batch.rows:
+                    await self._store(batch)
+                if batch.dead_letters:
+                    await asyncio.gather(*batch.dead_letters)
+                if self.faults.after_db_commit is not None:
+                    await self.faults.after_db_commit(batch)
+                await self._commit(consumer, batch.offsets)
+                self.committed_batches += 1
+                self.metrics.batches.observe(time.perf_counter() - batch.fetched_at)
+                self.metrics.batch_size.observe(batch.records)
+            finally:
+                self._batch_done()
+
+    def _batch_done(self) -> None:
+        self._inflight = max(0, self._inflight - 1)
+        if self._inflight == 0:
+            self._idle.set()
+
+    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        assigned = consumer.assignment()
+        mine = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        if not mine:
+            return
+        try:
+            await consumer.commit(mine)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # the partitions moved on: their new owner replays the batch, which the
+            # dedup ledger turns into a no-op
+            log.info("offset commit skipped after a rebalance: %s", exc)
+
+    async def _store(self, batch: PreparedBatch) -> None:
+        db = self.runtime.db
+        assert db is not None
+        rows = batch.rows
+        await self._prepare_partitions(rows)
+        assert self._epoch is not None
+        _, epoch, probe_from = self._epoch
+        crossings: list[quotas.Crossing] = []
+        fired: list[quotas.Crossing] = []
+        new_metrics = {row.metric for row in rows} - self.meters.with_data
+        async with db.system_transaction() as session:
+            conn = await asyncpg_connection(session)
+            result = await repo.fold_batch(conn, rows, epoch=epoch, probe_from=probe_from)
+            if new_metrics:
+                await repo.mark_meters_with_data(conn, new_metrics)
+            if result.periods:
+                crossings, fired = await self._raise_alerts(session, conn, result.periods)
+            if self.faults.before_db_commit is not None:
+                await self.faults.before_db_commit(batch)
+        self.meters.with_data |= new_metrics
+        # recorded now or earlier (by a previous run or another replica): no need to ask again
+        self.fired.update(crossing.key for crossing in crossings)
+        for crossing in fired:
+            self.metrics.alerts.labels(str(crossing.row.threshold)).inc()
+        if len(self.fired) > 200_000:
+            self.fired.clear()
+        self.metrics.events.labels("accepted").inc(result.accepted)
+        duplicates = len(rows) - result.accepted + batch.duplicates_in_batch
+        if duplicates:
+            self.metrics.events.labels("duplicate").inc(duplicates)
+
+    async def _raise_alerts(
+        self, session: AsyncSession, conn: asyncpg.Connection, periods: list[repo.PeriodTotals]
+    ) -> tuple[list[quotas.Crossing], list[quotas.Crossing]]:
+        """Record the crossings; returns them all and those that are new (alerted now)."""
+        unique_periods = quotas.unique_meter_keys(periods, self.meters)
+        counts = await repo.unique_counts(
+            conn,
+            ((p.tenant_id, p.metric, *_period_bounds(p.period_start)) for p in unique_periods),
+        )
+        crossings = quotas.find_crossings(
+            periods,
+            directory=self.directory,
+            plans=self.settings.plans,
+            meters=self.meters,
+            thresholds=self.settings.alert_thresholds_percent,
+            unique_counts=counts,
+            already_fired=self.fired,
+        )
+        if not crossings:
+            return [], []
+        inserted = await repo.record_thresholds(conn, [c.row for c in crossings])
+        fired = [c for c in crossings if c.key in inserted]
+        outbox = self.runtime.outbox
+        assert outbox is not None
+        await outbox.add_all(
+            session, [quotas.alert_event(c, source=self.settings.service_name) for c in fired]
+        )
+        return crossings, fired
+
+    async def _prepare_partitions(self, rows: list[StagedRow]) -> None:
+        """Raw-event partitions for the batch's days and the dedup epoch of today."""
+        db = self.runtime.db
+        assert db is not None
+        today = datetime.now(UTC).date()
+        first = min(row.occurred_at for row in rows).astimezone(UTC).date()
+        last = max(row.occurred_at for row in rows).astimezone(UTC).date()
+        days = {first + timedelta(days=n) for n in range((last - first).days + 1)}
+        missing = days - self._raw_days
+        if missing or self._epoch is None or self._epoch[0] != today:
+            async with db.system_transaction() as session:
+                conn = await asyncpg_connection(session)
+                if missing:
+                    await repo.ensure_raw_partitions(conn, missing)
+                if self._epoch is None or self._epoch[0] != today:
+                    epoch = await repo.dedup_epoch(conn, today, self.settings.dedup_epoch_days)
+                    window_start = today - timedelta(days=self.settings.dedup_window_days + 1)
+                    probe_from = await repo.oldest_live_epoch(conn, window_start, epoch)
+                    self._epoch = (today, epoch, probe_from)
+            self._raw_days |= missing
+
+
+def _period_bounds(period_start: date) -> tuple[datetime, datetime]:
+    period = month_of(period_start)
+    return period.start_at, period.end_at
+
+
+async def asyncpg_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under the session (inside its open transaction)."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    assert isinstance(driver, asyncpg.Connection)
+    return driver
+
+
+class _FinishBeforeRevoke(ConsumerRebalanceListener):
+    """Lets in-flight batches of revoked partitions commit before they are handed over."""
+
+    def __init__(self, ingester: UsageIngester) -> None:
+        self.ingester = ingester
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        if revoked:
+            try:
+                await asyncio.wait_for(self.ingester.finish_in_flight(), timeout=30)
+            except TimeoutError:
+                log.warning("in-flight usage batch did not finish before the rebalance")
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info("usage ingester assigned %s", sorted(tp.partition for tp in assigned))

@@ -1,0 +1,132 @@
+"""Quota thresholds: which period totals crossed which share of their plan's limit.
+
+The ingester asks this after folding a batch, with the period totals the
+batch changed. Each crossing becomes a row keyed (tenant, metric, period,
+threshold) inserted with ``ON CONFLICT DO NOTHING`` in the batch's
+transaction, and its alert joins the outbox only when the row is new: so an
+alert is published once per key, whatever the redelivery or replica count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from uuid import UUID, uuid4
+
+from stellara_contracts import CloudEvent, new_event
+from stellara_contracts.events import QuotaExceeded, UsageThresholdReached
+from stellara_kit.tenant_directory import TenantDirectory
+from usage_svc.ingest.repository import PeriodTotals, ThresholdRow
+from usage_svc.meter_catalogue import MeterCatalogue
+from usage_svc.meters import Aggregation, fallback_meter
+from usage_svc.plans import MetricTerms, Plan, month_of
+
+ThresholdKey = tuple[UUID, str, date, int]
+
+
+@dataclass(frozen=True)
+class Crossing:
+    row: ThresholdRow
+    terms: MetricTerms
+    period_end: date
+
+    @property
+    def key(self) -> ThresholdKey:
+        return (self.row.tenant_id, self.row.metric, self.row.period_start, self.row.threshold)
+
+
+def unique_meter_keys(
+    periods: Iterable[PeriodTotals], meters: MeterCatalogue
+) -> list[PeriodTotals]:
+    """The period totals whose value is a distinct count (read from the value sets)."""
+    out = []
+    for period in periods:
+        meter = meters.get(period.metric)
+        if meter is not None and meter.aggregation == Aggregation.UNIQUE_COUNT:
+            out.append(period)
+    return out
+
+
+def find_crossings(
+    periods: Sequence[PeriodTotals],
+    *,
+    directory: TenantDirectory,
+    plans: Mapping[str, Plan],
+    meters: MeterCatalogue,
+    thresholds: Sequence[int],
+    unique_counts: Mapping[tuple[UUID, str], int],
+    already_fired: set[ThresholdKey],
+) -> list[Crossing]:
+    crossings = []
+    for period in periods:
+        tenant = directory.get(period.tenant_id)
+        if tenant is None:
+            continue
+        plan = plans.get(tenant.plan)
+        terms = plan.limit(period.metric) if plan is not None else None
+        if plan is None or terms is None or terms.limit is None:
+            continue
+        meter = meters.get(period.metric) or fallback_meter(period.metric)
+        totals = period.totals
+        if meter.aggregation == Aggregation.UNIQUE_COUNT:
+            value = float(unique_counts.get((period.tenant_id, period.metric), 0))
+        else:
+            value = totals.value(meter)
+        limit = float(terms.limit)
+        for threshold in thresholds:
+            if value < limit * threshold / 100:
+                break
+            key = (period.tenant_id, period.metric, period.period_start, threshold)
+            if key in already_fired:
+                continue
+            crossings.append(
+                Crossing(
+                    ThresholdRow(
+                        tenant_id=period.tenant_id,
+                        metric=period.metric,
+                        period_start=period.period_start,
+                        threshold=threshold,
+                        plan=plan.key,
+                        limit=limit,
+                        value=value,
+                        event_id=uuid4(),
+                    ),
+                    terms=terms,
+                    period_end=month_of(period.period_start).end,
+                )
+            )
+    return crossings
+
+
+def alert_event(crossing: Crossing, *, source: str) -> CloudEvent:
+    row = crossing.row
+    if row.threshold >= 100:
+        return new_event(
+            QuotaExceeded(
+                tenant_id=row.tenant_id,
+                metric=row.metric,
+                plan=row.plan,
+                limit=row.limit,
+                value=row.value,
+                period_start=row.period_start,
+                period_end=crossing.period_end,
+                limit_kind=crossing.terms.limit_kind,
+            ),
+            source=source,
+            id=row.event_id,
+        )
+    return new_event(
+        UsageThresholdReached(
+            tenant_id=row.tenant_id,
+            metric=row.metric,
+            plan=row.plan,
+            limit=row.limit,
+            value=row.value,
+            period_start=row.period_start,
+            period_end=crossing.period_end,
+            threshold_percent=row.threshold,
+        ),
+        source=source,
+        id=row.event_id,
+    )

@@ -1,0 +1,271 @@
+"""The ingester's SQL: one transaction per batch, on the raw asyncpg connection.
+
+``fold_batch`` runs inside the caller's transaction:
+
+1. COPY the batch into a temporary staging table (``ON COMMIT DELETE ROWS``);
+2. one statement records each (tenant, event id) in the dedup ledger with
+   ``ON CONFLICT DO NOTHING`` — the current epoch's unique key catches
+   duplicates within the epoch, an anti-join probes the older epochs still
+   inside the window — and only the rows it inserted (``RETURNING``) go on to
+   ``raw_events``, the hourly aggregates, the distinct-value sets and the
+   period totals (upserts that add to what is there);
+3. the period totals it touched come back for the quota check.
+
+A replayed batch finds every id in the ledger, inserts nothing, and so adds
+nothing to any aggregate.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from uuid import UUID
+
+import asyncpg
+
+from usage_svc.ingest.classify import STAGING_COLUMNS, StagedRow
+from usage_svc.meters import Totals
+
+STAGING_TABLE = "usage_staging"
+
+_CREATE_STAGING = f"""
+CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} (
+    tenant_id uuid NOT NULL,
+    event_id uuid NOT NULL,
+    metric text NOT NULL,
+    value double precision NOT NULL,
+    occurred_at timestamptz NOT NULL,
+    source text NOT NULL,
+    properties jsonb,
+    tracked boolean NOT NULL,
+    unique_value text
+) ON COMMIT DELETE ROWS
+"""
+
+_FOLD_COLUMNS = """
+    sum = agg.sum + EXCLUDED.sum,
+    count = agg.count + EXCLUDED.count,
+    min = least(agg.min, EXCLUDED.min),
+    max = greatest(agg.max, EXCLUDED.max),
+    last_value = CASE WHEN (EXCLUDED.last_at, EXCLUDED.last_value) > (agg.last_at, agg.last_value)
+                      THEN EXCLUDED.last_value ELSE agg.last_value END,
+    last_at = greatest(agg.last_at, EXCLUDED.last_at)
+"""
+
+_FOLDED = """
+    sum(value), count(*), min(value), max(value),
+    (array_agg(value ORDER BY occurred_at DESC, value DESC))[1], max(occurred_at)
+"""
+
+#: $1 current epoch, $2 oldest epoch start still inside the window
+FOLD_SQL = f"""
+WITH fresh AS (
+    INSERT INTO usage_dedup AS d (tenant_id, event_id, epoch)
+    SELECT s.tenant_id, s.event_id, $1::date FROM {STAGING_TABLE} s
+     WHERE NOT EXISTS (
+        SELECT 1 FROM usage_dedup o
+         WHERE o.tenant_id = s.tenant_id AND o.event_id = s.event_id
+           AND o.epoch >= $2::date AND o.epoch < $1::date)
+    ON CONFLICT DO NOTHING
+    RETURNING d.tenant_id, d.event_id
+), accepted AS MATERIALIZED (
+    SELECT s.* FROM {STAGING_TABLE} s
+      JOIN fresh f ON f.tenant_id = s.tenant_id AND f.event_id = s.event_id
+), raw AS (
+    INSERT INTO raw_events (tenant_id, event_id, metric, value, occurred_at, source, properties)
+    SELECT tenant_id, event_id, metric, value, occurred_at, source, properties FROM accepted
+), uniq AS (
+    INSERT INTO unique_values_hourly (tenant_id, metric, hour, value)
+    SELECT DISTINCT tenant_id, metric, date_trunc('hour', occurred_at, 'UTC'), unique_value
+      FROM accepted WHERE unique_value IS NOT NULL
+    ON CONFLICT DO NOTHING
+), hourly AS (
+    INSERT INTO hourly_aggregates AS agg
+        (tenant_id, metric, hour, sum, count, min, max, last_value, last_at)
+    SELECT tenant_id, metric, date_trunc('hour', occurred_at, 'UTC'), {_FOLDED}
+      FROM accepted GROUP BY 1, 2, 3
+    ON CONFLICT (tenant_id, metric, hour) DO UPDATE SET {_FOLD_COLUMNS}
+), period AS (
+    INSERT INTO period_aggregates AS agg
+        (tenant_id, metric, period_start, sum, count, min, max, last_value, last_at)
+    SELECT tenant_id, metric, date_trunc('month', occurred_at, 'UTC')::date, {_FOLDED}
+      FROM accepted WHERE tracked GROUP BY 1, 2, 3
+    ON CONFLICT (tenant_id, metric, period_start) DO UPDATE SET {_FOLD_COLUMNS}
+    RETURNING agg.tenant_id, agg.metric, agg.period_start, agg.sum, agg.count, agg.min,
+              agg.max, agg.last_value, agg.last_at
+)
+SELECT tenant_id, metric, period_start, sum, count, min, max, last_value, last_at,
+       NULL::bigint AS accepted
+  FROM period
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, (SELECT count(*) FROM accepted)
+"""
+
+
+@dataclass(frozen=True)
+class PeriodTotals:
+    tenant_id: UUID
+    metric: str
+    period_start: date
+    totals: Totals
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    accepted: int
+    periods: list[PeriodTotals]
+
+
+_staged: weakref.WeakSet[asyncpg.Connection] = weakref.WeakSet()
+
+
+async def _ensure_staging(conn: asyncpg.Connection) -> None:
+    # a temporary table lives as long as its connection; create it once per connection
+    if conn in _staged:
+        return
+    await conn.execute(_CREATE_STAGING)
+    _staged.add(conn)
+
+
+async def fold_batch(
+    conn: asyncpg.Connection,
+    rows: Sequence[StagedRow],
+    *,
+    epoch: date,
+    probe_from: date,
+) -> FoldResult:
+    """Record ``rows`` once each; fold the new ones into the aggregates (in the open transaction)."""
+    await _ensure_staging(conn)
+    try:
+        await conn.copy_records_to_table(STAGING_TABLE, records=rows, columns=STAGING_COLUMNS)
+        result = await conn.fetch(FOLD_SQL, epoch, probe_from)
+    except BaseException:
+        # the transaction rolls back, and with it a staging table created in it
+        _staged.discard(conn)
+        raise
+    accepted = 0
+    periods = []
+    for row in result:
+        if row["tenant_id"] is None:
+            accepted = row["accepted"]
+            continue
+        periods.append(
+            PeriodTotals(
+                row["tenant_id"],
+                row["metric"],
+                row["period_start"],
+                Totals(
+                    sum=row["sum"],
+                    count=row["count"],
+                    min=row["min"],
+                    max=row["max"],
+                    last_value=row["last_value"],
+                    last_at=row["last_at"],
+                ),
+            )
+        )
+    return FoldResult(accepted=accepted, periods=periods)
+
+
+async def unique_counts(
+    conn: asyncpg.Connection, keys: Iterable[tuple[UUID, str, datetime, datetime]]
+) -> dict[tuple[UUID, str], int]:
+    """Distinct values per (tenant, metric) over ``[start, end)`` hours."""
+    keys = list(keys)
+    if not keys:
+        return {}
+    rows = await conn.fetch(
+        """
+        SELECT k.tenant_id, k.metric, count(DISTINCT u.value) AS n
+          FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[])
+               AS k(tenant_id, metric, start_at, end_at)
+          LEFT JOIN unique_values_hourly u
+            ON u.tenant_id = k.tenant_id AND u.metric = k.metric
+           AND u.hour >= k.start_at AND u.hour < k.end_at
+         GROUP BY k.tenant_id, k.metric
+        """,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [k[2] for k in keys],
+        [k[3] for k in keys],
+    )
+    return {(row["tenant_id"], row["metric"]): row["n"] for row in rows}
+
+
+@dataclass(frozen=True)
+class ThresholdRow:
+    tenant_id: UUID
+    metric: str
+    period_start: date
+    threshold: int
+    plan: str
+    limit: float
+    value: float
+    event_id: UUID
+
+
+async def record_thresholds(
+    conn: asyncpg.Connection, crossings: Sequence[ThresholdRow]
+) -> set[tuple[UUID, str, date, int]]:
+    """Insert crossings once; returns the keys inserted now (the others fired before)."""
+    if not crossings:
+        return set()
+    rows = await conn.fetch(
+        """
+        INSERT INTO usage_thresholds
+            (tenant_id, metric, period_start, threshold, plan, limit_value, value, event_id)
+        SELECT * FROM unnest($1::uuid[], $2::text[], $3::date[], $4::int[], $5::text[],
+                             $6::float8[], $7::float8[], $8::uuid[])
+        ON CONFLICT DO NOTHING
+        RETURNING tenant_id, metric, period_start, threshold
+        """,
+        [c.tenant_id for c in crossings],
+        [c.metric for c in crossings],
+        [c.period_start for c in crossings],
+        [c.threshold for c in crossings],
+        [c.plan for c in crossings],
+        [c.limit for c in crossings],
+        [c.value for c in crossings],
+        [c.event_id for c in crossings],
+    )
+    return {(r["tenant_id"], r["metric"], r["period_start"], r["threshold"]) for r in rows}
+
+
+async def mark_meters_with_data(conn: asyncpg.Connection, metrics: Iterable[str]) -> None:
+    await conn.execute(
+        "UPDATE meters SET has_data = true WHERE key = ANY($1::text[]) AND NOT has_data",
+        list(metrics),
+    )
+
+
+# --------------------------------------------------------------------- partitions
+async def ensure_raw_partitions(conn: asyncpg.Connection, days: Iterable[date]) -> int:
+    created: int = await conn.fetchval(
+        "SELECT usage_ensure_raw_partitions($1::date[])", sorted(set(days))
+    )
+    return created
+
+
+async def dedup_epoch(conn: asyncpg.Connection, day: date, span_days: int) -> date:
+    """The start of the ledger epoch holding ``day`` (created when missing)."""
+    start: date = await conn.fetchval("SELECT usage_dedup_epoch($1, $2)", day, span_days)
+    return start
+
+
+async def oldest_live_epoch(conn: asyncpg.Connection, window_start: date, current: date) -> date:
+    """The first epoch that still holds ids received on or after ``window_start``."""
+    found: date | None = await conn.fetchval(
+        "SELECT min(start_day) FROM usage_dedup_epochs WHERE end_day > $1", window_start
+    )
+    return min(found, current) if found is not None else current
+
+
+async def drop_expired_partitions(
+    conn: asyncpg.Connection, *, raw_before: date, dedup_before: date
+) -> list[str]:
+    dropped: list[str] = await conn.fetchval(
+        "SELECT usage_drop_expired_partitions($1, $2)", raw_before, dedup_before
+    )
+    return list(dropped or [])
