@@ -101,12 +101,19 @@ class Gateway:
             principal = await self.authenticator.authenticate(request)
             caller = self.resolver.caller_tenant(principal)
             tenant = self.resolver.resolve(route, request, principal, caller)
-            check_access(route, principal, tenant, caller)
-            if tenant is not None and tenant.snapshot is not None:
-                metered = tenant.id
+            plan: str | None = None
+            # metered only when the tenant is the caller's own: a tenant never pays for
+            # requests refused on its behalf to someone else
+            if (
+                tenant is not None
+                and tenant.snapshot is not None
+                and (principal.is_platform_admin or tenant.id == caller)
+            ):
+                metered, plan = tenant.id, tenant.snapshot.plan
                 tenant_id_var.set(str(tenant.id))
-                if not principal.is_platform_admin:
-                    self.limiter.take(tenant.id, tenant.snapshot.plan)
+            check_access(route, principal, tenant, caller)
+            if metered is not None and not principal.is_platform_admin:
+                self.limiter.take(metered, plan)
             if route.service is Service.GATEWAY:
                 response = await self._ingest(request, principal, tenant)
             else:

@@ -21,8 +21,9 @@ ASYMMETRIC_ALGORITHMS = frozenset(
 
 
 def _aliases(name: str) -> AliasChoices:
-    """The field's own name, its ``GATEWAY_`` variable, then the plain variable."""
-    return AliasChoices(name, f"GATEWAY_{name.upper()}", name.upper())
+    """The ``GATEWAY_`` variable first, then the plain one (the field name works as an
+    argument through ``populate_by_name``)."""
+    return AliasChoices(f"GATEWAY_{name.upper()}", name.upper())
 
 
 class Settings(ServiceSettings):
