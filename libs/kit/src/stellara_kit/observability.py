@@ -18,6 +18,7 @@ from prometheus_client import (
 )
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stellara_kit.logs import request_id_var, trace_id_from_traceparent, trace_id_var
 from stellara_kit.problems import PROBLEM_JSON, internal_error_response
@@ -86,17 +87,76 @@ class RequestContextMiddleware(BaseHTTPMiddleware):
         return response
 
 
+class RequestContextASGIMiddleware:
+    """:class:`RequestContextMiddleware` as a plain ASGI middleware (same behaviour).
+
+    ``BaseHTTPMiddleware`` runs the app in a separate task with memory streams
+    between the two, which costs about as much as a small endpoint itself; this
+    one wraps ``send`` instead. Opt in with ``install_observability(...,
+    asgi_middleware=True)`` (or ``ServiceRuntime.create_app(asgi_middleware=True)``).
+    """
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        request_id = request.headers.get("x-request-id") or secrets.token_hex(8)
+        request.state.request_id = request_id
+        token_r = request_id_var.set(request_id)
+        token_t = trace_id_var.set(trace_id_from_traceparent(request.headers.get("traceparent")))
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+        request_id_header = (b"x-request-id", request_id.encode("latin-1"))
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                message["headers"] = [
+                    *(h for h in message.get("headers", ()) if h[0].lower() != b"x-request-id"),
+                    request_id_header,
+                ]
+            await send(message)
+
+        try:
+            try:
+                await self.app(scope, receive, send_with_request_id)
+            except Exception as exc:
+                if response_started:
+                    raise
+                await internal_error_response(request, exc)(scope, receive, send_with_request_id)
+        finally:
+            request_id_var.reset(token_r)
+            trace_id_var.reset(token_t)
+            route = route_template(request)
+            if route not in ("/metrics", "/healthz", "/readyz"):
+                self.metrics.requests.labels(route, request.method, str(status)).inc()
+                self.metrics.latency.labels(route, request.method).observe(
+                    time.perf_counter() - started
+                )
+
+
 def install_observability(
     app: FastAPI,
     *,
     registry: CollectorRegistry,
     checks: Mapping[str, ReadinessCheck] | Callable[[], Mapping[str, ReadinessCheck]],
+    asgi_middleware: bool = False,
 ) -> None:
     """``/healthz`` (alive), ``/readyz`` (every check passes) and ``/metrics``.
 
     ``checks`` may be a callable, read on each request (checks added after start count).
+    ``asgi_middleware`` uses :class:`RequestContextASGIMiddleware` (faster, same behaviour).
     """
-    app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry))
+    middleware = RequestContextASGIMiddleware if asgi_middleware else RequestContextMiddleware
+    app.add_middleware(middleware, metrics=HttpMetrics(registry))
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
     async def healthz() -> dict[str, str]:
