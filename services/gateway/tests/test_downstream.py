@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 
-from gateway.downstream import Downstreams
+from gateway.downstream import Downstreams, KeepAlivePool
 from gateway.routes import Service
 from gateway.settings import Settings
 from stellara_kit.problems import Problem
-from stellara_kit.testing import Infrastructure
+from stellara_kit.testing import Infrastructure, wait_for
 
 from .conftest import StandIns, Tenants, free_port, gateway_client, gateway_settings, user_headers
 
@@ -140,9 +144,7 @@ class TestRetries:
         return Downstreams(Settings(downstream_read_retries=2))
 
     async def _use(self, downstreams: Downstreams, transport: httpx.MockTransport) -> None:
-        downstreams.clients[Service.TENANT] = httpx.AsyncClient(
-            base_url="http://tenant-svc", transport=transport
-        )
+        downstreams.transports[Service.TENANT] = transport
 
     async def test_a_read_whose_connection_failed_is_retried(
         self, downstreams: Downstreams
@@ -177,3 +179,96 @@ class TestRetries:
             )
         assert raised.value.status == 503
         assert seen == [method]
+
+
+class RawService:
+    """A loopback server answering each request with the next canned bytes."""
+
+    def __init__(self, answers: list[bytes], *, close_after: bool = False) -> None:
+        self.answers = answers
+        self.close_after = close_after
+        self.connections = 0
+        self.requests: list[bytes] = []
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while self.answers:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                self.requests.append(head + await reader.readexactly(length))
+                writer.write(self.answers.pop(0))
+                await writer.drain()
+                if self.close_after:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@contextlib.asynccontextmanager
+async def raw_service(service: RawService) -> AsyncIterator[str]:
+    server = await asyncio.start_server(service.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield f"http://127.0.0.1:{port}"
+
+
+def _pool() -> KeepAlivePool:
+    return KeepAlivePool(max_connections=4, keepalive_expiry=4.0)
+
+
+OK = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 12\r\n\r\n{"ok": true}'
+
+
+class TestKeepAlivePool:
+    async def test_connections_are_reused_and_bodies_sent(self) -> None:
+        service = RawService([OK, OK, OK])
+        async with raw_service(service) as url, httpx.AsyncClient(transport=_pool()) as client:
+            for _ in range(3):
+                response = await client.post(f"{url}/things?x=1", json={"a": 1})
+                assert response.status_code == 200
+                assert response.json() == {"ok": True}
+        assert service.connections == 1
+        assert service.requests[0].startswith(b"POST /things?x=1 HTTP/1.1\r\n")
+        assert service.requests[0].endswith(b'{"a":1}')
+
+    async def test_chunked_answers_are_read_whole(self) -> None:
+        chunked = (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n"
+        )
+        service = RawService([chunked, OK])
+        async with raw_service(service) as url, httpx.AsyncClient(transport=_pool()) as client:
+            assert (await client.get(f"{url}/a")).content == b"hello world"
+            assert (await client.get(f"{url}/b")).json() == {"ok": True}
+        assert service.connections == 1
+
+    async def test_no_body_for_204_and_a_closed_connection_is_not_reused(self) -> None:
+        closing = b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n"
+        service = RawService([closing, OK])
+        async with raw_service(service) as url, httpx.AsyncClient(transport=_pool()) as client:
+            assert (await client.delete(f"{url}/a")).status_code == 204
+            assert (await client.get(f"{url}/b")).status_code == 200
+        assert service.connections == 2
+
+    async def test_a_connection_the_service_closed_while_idle_is_replaced(self) -> None:
+        service = RawService([OK, OK], close_after=True)
+        async with raw_service(service) as url, httpx.AsyncClient(transport=_pool()) as client:
+            assert (await client.get(f"{url}/a")).status_code == 200
+            await wait_for(lambda: _closed(service), timeout=5)
+            assert (await client.post(f"{url}/b", json={})).status_code == 200
+        assert service.connections == 2
+
+    async def test_a_refused_connection_is_a_connect_error(self) -> None:
+        async with httpx.AsyncClient(transport=_pool()) as client:
+            with pytest.raises(httpx.ConnectError):
+                await client.get(f"http://127.0.0.1:{free_port()}/a")
+
+
+async def _closed(service: RawService) -> bool:
+    return service.connections == 1 and len(service.requests) == 1

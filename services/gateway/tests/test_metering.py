@@ -148,3 +148,19 @@ class TestMeteringBuffer:
             decode_event(topics.USAGE_RECORDED, value).data.occurred_at.second for _, value in batch
         ]  # type: ignore[attr-defined]
         assert times == [22, 23, 24]  # 1_700_000_002..4 seconds past the minute
+
+
+class TestEncoding:
+    def test_a_metering_event_is_a_valid_usage_recorded_event(self) -> None:
+        meter = metering(FlakyPublisher(failures=0))
+        tenant = uuid4()
+        key, value = meter._event(tenant, "/tenants/{id}", "GET", 200, 1_700_000_000.5)
+        event = decode_event(topics.USAGE_RECORDED, value)
+        assert isinstance(event, UsageRecordedEvent)
+        assert key == str(tenant).encode() == event.key
+        assert event.subject == str(tenant)
+        assert event.data.metric == "api_calls"
+        assert event.data.value == 1
+        assert event.data.occurred_at.timestamp() == 1_700_000_000.5
+        assert event.data.properties == {"route": "/tenants/{id}", "method": "GET", "status": 200}
+        assert event.time == event.data.occurred_at

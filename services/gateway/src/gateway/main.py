@@ -8,6 +8,8 @@ stops, then the downstream connection pools close.
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI
 
 from gateway import api
@@ -32,6 +34,9 @@ Errors are RFC 9457 problem+json."""
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = ServiceRuntime(settings, with_database=False)
+    # one line per downstream call would cost more than the call: keep httpx to warnings
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
 
     directory = tenant_directory(settings)
     runtime.add_background(directory.run)
@@ -63,7 +68,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime.add_background(metering.run)
         runtime.on_stop(metering.flush)
 
-    app = runtime.create_app(title="Stellara Tenancy API", version="1.0.0", description=DESCRIPTION)
+    app = runtime.create_app(
+        title="Stellara Tenancy API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        asgi_middleware=True,  # the request-context middleware without a task per request
+    )
     app.state.gateway = Gateway(
         settings,
         directory=directory,

@@ -14,17 +14,19 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime
-from uuid import UUID
+from uuid import UUID, uuid4
 
+import orjson
 from prometheus_client import CollectorRegistry, Counter
 
 from gateway.events import KafkaRecord, UsagePublisher
 from gateway.settings import Settings
-from stellara_contracts import new_event
-from stellara_contracts.events import UsageRecorded
+from stellara_contracts.catalogue import event_type_of
+from stellara_contracts.events import UsageRecordedEvent
 
 log = logging.getLogger(__name__)
 
+USAGE_RECORDED_TYPE = event_type_of(UsageRecordedEvent)
 _Call = tuple[UUID, str, str, int, float]  # tenant, route template, method, status, epoch seconds
 
 
@@ -79,7 +81,9 @@ class Metering:
                 room = self.batch_size - len(batch)
                 calls = self._calls[:room]
                 del self._calls[: len(calls)]
-                batch.extend(self._event(*call) for call in calls)
+                for start in range(0, len(calls), 100):
+                    batch.extend(self._event(*call) for call in calls[start : start + 100])
+                    await asyncio.sleep(0)  # let requests run between chunks
                 try:
                     errors = await self.publisher.publish(batch)
                 except BaseException:
@@ -96,14 +100,27 @@ class Metering:
     def _event(
         self, tenant_id: UUID, route: str, method: str, status: int, at: float
     ) -> KafkaRecord:
-        event = new_event(
-            UsageRecorded(
-                tenant_id=tenant_id,
-                metric=self.metric,
-                value=1,
-                occurred_at=datetime.fromtimestamp(at, UTC),
-                properties={"route": route, "method": method, "status": status},
-            ),
-            source=self.source,
+        """One UsageRecorded event, encoded directly (no model validation: every field is
+        the gateway's own); ``tests/test_metering.py`` checks it against the contract."""
+        tenant = str(tenant_id)
+        occurred = datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
+        value = orjson.dumps(
+            {
+                "specversion": "1.0",
+                "id": str(uuid4()),
+                "source": self.source,
+                "type": USAGE_RECORDED_TYPE,
+                "subject": tenant,
+                "tenantid": tenant,
+                "time": occurred,
+                "datacontenttype": "application/json",
+                "data": {
+                    "tenant_id": tenant,
+                    "metric": self.metric,
+                    "value": 1.0,
+                    "occurred_at": occurred,
+                    "properties": {"route": route, "method": method, "status": status},
+                },
+            }
         )
-        return event.key, event.to_json()
+        return tenant.encode(), value

@@ -35,6 +35,7 @@ from stellara_kit.tenant_directory import TenantDirectory
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS"})
+_FORWARDED = frozenset(name.encode() for name in FORWARDED_REQUEST_HEADERS)
 
 
 class PayloadTooLarge(Problem):
@@ -161,19 +162,28 @@ class Gateway:
             parts = path.split("/", 3)
             parts[2] = str(tenant.id)
             path = "/".join(parts)
-        incoming = request.headers
-        headers = {name: incoming[name] for name in FORWARDED_REQUEST_HEADERS if name in incoming}
+        # one pass over the raw headers: only the listed ones travel on
+        headers: dict[str, str] = {}
+        traceparent = forwarded_for = None
+        for raw_name, raw_value in scope["headers"]:
+            if raw_name in _FORWARDED:
+                headers[raw_name.decode("latin-1")] = raw_value.decode("latin-1")
+            elif raw_name == b"traceparent":
+                traceparent = raw_value.decode("latin-1")
+            elif raw_name == b"x-forwarded-for":
+                forwarded_for = raw_value.decode("latin-1")
         headers["authorization"] = "Bearer " + self.tokens.token_for(
             self._identity(principal, caller)
         )
         headers["x-request-id"] = getattr(request.state, "request_id", None) or secrets.token_hex(8)
-        headers["traceparent"] = child_traceparent(incoming.get("traceparent"))
+        headers["traceparent"] = child_traceparent(traceparent)
         if tenant is not None:
             headers["x-tenant-id"] = str(tenant.id)
         client = request.client
         if client is not None:
-            forwarded = incoming.get("x-forwarded-for")
-            headers["x-forwarded-for"] = f"{forwarded}, {client.host}" if forwarded else client.host
+            headers["x-forwarded-for"] = (
+                f"{forwarded_for}, {client.host}" if forwarded_for else client.host
+            )
         body = await read_body(request, self.settings.max_body_bytes)
         return await self.downstreams.forward(
             route.service,

@@ -58,8 +58,18 @@ class Settings(ServiceSettings):
         le=5,
         description="Retries of an idempotent read (GET) whose connection failed; writes are never retried.",
     )
+    downstream_keepalive_seconds: float = Field(
+        default=4.0,
+        gt=0,
+        description="Idle time after which a pooled connection is closed (below the services' "
+        "own keep-alive timeout, uvicorn's 5 s).",
+    )
     downstream_max_connections: int = Field(
-        default=200, ge=1, le=10_000, description="Pooled connections per downstream service."
+        default=32,
+        ge=1,
+        le=1000,
+        description="Pooled connections (and requests in flight) per downstream service; "
+        "more callers wait their turn in the gateway.",
     )
 
     # ------------------------------------------------------------------ authentication
@@ -149,7 +159,11 @@ class Settings(ServiceSettings):
     metering_enabled: bool = Field(
         default=True, description="Record an `api_calls` usage event for every tenant request."
     )
-    metering_metric: str = Field(default="api_calls", description="Meter key of those events.")
+    metering_metric: str = Field(
+        default="api_calls",
+        pattern=r"^[a-z][a-z0-9_]{0,62}$",
+        description="Meter key of those events.",
+    )
     metering_batch_size: int = Field(
         default=500, ge=1, le=10_000, description="Metering events published in one batch."
     )
