@@ -70,8 +70,10 @@ class UsagePublisher:
         futures: list[asyncio.Future[object]] = []
         try:
             async with asyncio.timeout(self.ack_timeout):
-                for key, value in records:
+                for index, (key, value) in enumerate(records, 1):
                     futures.append(await producer.send(self.topic, value, key=key))
+                    if index % 100 == 0:
+                        await asyncio.sleep(0)  # a big batch must not hold up requests
         except TimeoutError:
             pass
         if futures:
