@@ -77,3 +77,19 @@ class TestNoCatchAll:
         assert response.status_code == 404
         assert response.headers["content-type"].startswith("application/problem+json")
         assert downstream.received() == []
+
+
+class TestReadme:
+    def test_the_readme_lists_every_route_and_setting(self) -> None:
+        from pathlib import Path
+
+        from gateway.settings import Settings
+
+        readme = (Path(__file__).parents[1] / "README.md").read_text()
+        for route in ROUTES:
+            assert f"| {route.method} | `{route.path}` |" in readme, route.path
+        shared = {"service_name", "environment", "database_url", "migration_database_url"}
+        shared |= {"db_pool_size", "consumer_max_retries", "consumer_retry_backoff_ms"}
+        shared |= {"relay_batch_size", "consumer_group"}
+        for name in set(Settings.model_fields) - shared:
+            assert f"`GATEWAY_{name.upper()}`" in readme, name

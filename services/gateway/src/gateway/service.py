@@ -129,7 +129,9 @@ class Gateway:
 
     async def _wait_for_directory(self) -> None:
         try:
-            await asyncio.wait_for(self.directory.ready.wait(), 5.0)
+            await asyncio.wait_for(
+                self.directory.ready.wait(), self.settings.directory_wait_seconds
+            )
         except TimeoutError:
             raise Problem(
                 "The gateway is starting (reading the tenant directory); retry in a moment.",

@@ -131,8 +131,11 @@ class Settings(ServiceSettings):
         description="Tenant of callers whose token names none (single-tenant set-ups). "
         "Also read as DEFAULT_TENANT_SLUG.",
     )
-    directory_ready_timeout_seconds: float = Field(
-        default=30.0, gt=0, description="Time the tenant directory may take to catch up at start."
+    directory_wait_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long a request that arrives before the tenant directory caught up "
+        "waits for it (503 after).",
     )
 
     # ------------------------------------------------------------------ limits
