@@ -32,6 +32,8 @@ from stellara_kit.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
+SHUTDOWN_GRACE_SECONDS = 10.0
+
 BackgroundTask = Callable[[], Awaitable[None]]
 
 
@@ -143,9 +145,11 @@ class ServiceRuntime:
         finally:
             for task in self._tasks:
                 task.cancel()
-            for task in self._tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            if self._tasks:
+                # a task that swallows its cancellation must not hold shutdown for ever
+                _, stuck = await asyncio.wait(self._tasks, timeout=SHUTDOWN_GRACE_SECONDS)
+                for task in stuck:
+                    log.warning("background task %s did not stop in time", task.get_name())
             for hook in reversed(self._on_stop):
                 with contextlib.suppress(Exception):
                     await hook()
@@ -164,6 +168,10 @@ class ServiceRuntime:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    # a library turned our cancellation into an ordinary error
+                    raise asyncio.CancelledError from None
                 log.exception("background task %s failed; restarting in 1 s", task)
                 await asyncio.sleep(1.0)
 

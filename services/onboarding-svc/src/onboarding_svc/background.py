@@ -1,15 +1,19 @@
 """Background work: the invitation mail sender and the expiry sweeper.
 
 Both run in every replica. Each claims rows with ``SELECT … FOR UPDATE SKIP
-LOCKED`` inside its transaction, so two replicas never send the same mail at
-the same time nor expire the same invitation twice; a state column
-(``delivery_state``, ``status``) makes each effect happen once.
+LOCKED``, so two replicas never send the same mail at the same time nor expire
+the same invitation twice; a state column (``delivery_state``, ``status``)
+makes each effect happen once.
 
-The sender keeps the row locked while it talks to the SMTP server (bounded by
-``smtp_timeout_seconds``) and records the outcome in the same transaction:
-``sent`` with an ``InvitationSent`` event, or another try later with backoff,
-or ``failed`` after the last try. A mail server that is down loses nothing:
-the invitation waits, visible as ``pending`` with its attempts and last error.
+The sender claims one mail in a short transaction: it makes the token, commits
+its hash and moves ``next_delivery_at`` past the time the send may take (a
+lease). It then talks to the SMTP server outside any transaction, with a
+deadline shorter than the lease, and records the outcome in a second
+transaction: ``sent`` with an ``InvitationSent`` event, or another try later
+with backoff, or ``failed`` after the last try. A mail server that is down
+loses nothing: the invitation waits, visible as ``pending`` with its attempts
+and last error; a sender that dies mid-send leaves the mail to be taken again
+when the lease runs out.
 """
 
 from __future__ import annotations
@@ -17,14 +21,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import timedelta
 
-from onboarding_svc import repository as repo
-from onboarding_svc.invitations import Invitations, new_token
+from onboarding_svc.invitations import Invitations
 from onboarding_svc.mail import Mailer, accept_url, compose_invitation
 from onboarding_svc.settings import Settings
 from stellara_kit.db import Database
 
 log = logging.getLogger(__name__)
+
+
+def _being_cancelled() -> bool:
+    """Whether this task was asked to stop, even if a library turned the cancellation
+    into an ordinary error on the way up."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class _Periodic:
@@ -49,6 +60,8 @@ class _Periodic:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if _being_cancelled():
+                    raise asyncio.CancelledError from None
                 log.exception("%s round failed; trying again later", type(self).__name__)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
@@ -66,9 +79,13 @@ class InvitationSender(_Periodic):
         self.mailer = mailer
         self.settings = settings
         self.interval = settings.sender_interval_seconds
+        # a send is cut off well before its claim runs out, so no other sender can take
+        # the same mail while it is still on its way
+        self.send_deadline = 2 * settings.smtp_timeout_seconds
+        self.lease = timedelta(seconds=2 * self.send_deadline + 10)
 
     async def round(self) -> int:
-        """Send up to a batch of due mails, one transaction each; returns how many went out."""
+        """Send up to a batch of due mails; returns how many went out."""
         sent = 0
         for _ in range(self.settings.sender_batch_size):
             outcome = await self.send_next()
@@ -80,35 +97,36 @@ class InvitationSender(_Periodic):
     async def send_next(self) -> bool | None:
         """Send the next due mail: True if it went out, False if not, None if none was due."""
         async with self.db.system_transaction() as session:
-            invitation = await self.invitations.claim_next_delivery(session)
-            if invitation is None:
-                return None
-            tenant = await repo.get_tenant(session, invitation.tenant_id)
-            tenant_name = (tenant.name or tenant.slug if tenant else None) or "your organisation"
-            token = new_token()
-            message = compose_invitation(
-                self.settings,
-                to=invitation.email,
-                tenant_name=tenant_name,
-                role=invitation.role,
-                link=accept_url(self.settings, token),
-                expires_at=invitation.expires_at,
-            )
-            try:
+            claim = await self.invitations.claim_delivery(session, lease=self.lease)
+        if claim is None:
+            return None
+        message = compose_invitation(
+            self.settings,
+            to=claim.email,
+            tenant_name=claim.tenant_name,
+            role=claim.role,
+            link=accept_url(self.settings, claim.token),
+            expires_at=claim.expires_at,
+        )
+        error: str | None = None
+        try:
+            async with asyncio.timeout(self.send_deadline):
                 await self.mailer.send(message)
-            except Exception as exc:  # any SMTP or network failure: try again later
-                error = f"{type(exc).__name__}: {exc}"
-                log.warning(
-                    "invitation %s: sending failed (attempt %d): %s",
-                    invitation.id,
-                    invitation.delivery_attempts + 1,
-                    error,
-                )
-                await self.invitations.delivery_failed(session, invitation, error)
-                return False
-            await self.invitations.delivered(session, invitation, token)
-            log.info("invitation %s sent", invitation.id)
-            return True
+        except Exception as exc:  # any SMTP or network failure: try again later
+            if _being_cancelled():
+                raise asyncio.CancelledError from exc
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            log.warning(
+                "invitation %s: sending failed (attempt %d): %s",
+                claim.invitation_id,
+                claim.attempt,
+                error,
+            )
+        async with self.db.transaction(claim.tenant_id) as session:
+            await self.invitations.record_delivery(session, claim, error=error)
+        if error is None:
+            log.info("invitation %s sent", claim.invitation_id)
+        return error is None
 
 
 class ExpirySweeper(_Periodic):

@@ -1,9 +1,10 @@
 """Invitations: create, list, resend, revoke, accept by token, expire; mail delivery state.
 
-Tokens are 32 random bytes (URL-safe text), made when the mail is sent and
-never stored: only their SHA-256 is kept, so a database reader cannot accept
-anyone's invitation. Sending again (a retry or a resend) makes a new token and
-the previous link stops working.
+Tokens are 32 random bytes (URL-safe text), made when the mail is about to
+be sent and never stored: only their SHA-256 is kept, so a database reader
+cannot accept anyone's invitation. The hash is committed before the mail
+leaves, so a link works as soon as it arrives. Sending again (a retry or a
+resend) makes a new token and the previous link stops working.
 """
 
 from __future__ import annotations
@@ -53,6 +54,20 @@ def new_token() -> str:
 
 def hash_token(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
+
+
+@dataclass(frozen=True)
+class DeliveryClaim:
+    """A mail a sender has taken on: what goes in it, and the token its link carries."""
+
+    invitation_id: UUID
+    tenant_id: UUID
+    tenant_name: str
+    email: str
+    role: str
+    expires_at: datetime
+    attempt: int
+    token: str
 
 
 @dataclass(frozen=True)
@@ -258,46 +273,71 @@ class Invitations:
         return invitation
 
     # ------------------------------------------------------------------ background work
-    async def claim_next_delivery(self, session: AsyncSession) -> Invitation | None:
-        return await repo.claim_due_delivery(session, self.clock())
-
-    async def delivered(self, session: AsyncSession, invitation: Invitation, token: str) -> None:
-        """The mail with ``token`` went out: keep its hash, record it, announce it."""
+    async def claim_delivery(
+        self, session: AsyncSession, *, lease: timedelta
+    ) -> DeliveryClaim | None:
+        """Take the next due mail: make its token, keep the token's hash, and hold the
+        invitation for ``lease`` so no other sender takes it meanwhile."""
         now = self.clock()
+        invitation = await repo.claim_due_delivery(session, now)
+        if invitation is None:
+            return None
+        tenant = await repo.get_tenant(session, invitation.tenant_id)
+        token = new_token()
         invitation.token_hash = hash_token(token)
-        invitation.delivery_state = DeliveryState.SENT
-        invitation.delivery_attempts += 1
-        invitation.sent_at = now
-        invitation.next_delivery_at = None
-        invitation.last_delivery_error = None
+        invitation.next_delivery_at = now + lease
         await session.flush()
-        await self._publish(
-            session,
-            InvitationSent(
-                tenant_id=invitation.tenant_id,
-                invitation_id=invitation.id,
-                email=invitation.email,
-                role=Role(invitation.role),
-                expires_at=invitation.expires_at,
-            ),
+        return DeliveryClaim(
+            invitation_id=invitation.id,
+            tenant_id=invitation.tenant_id,
+            tenant_name=(tenant.name or tenant.slug if tenant else None) or "your organisation",
+            email=invitation.email,
+            role=invitation.role,
+            expires_at=invitation.expires_at,
+            attempt=invitation.delivery_attempts + 1,
+            token=token,
         )
 
-    async def delivery_failed(
-        self, session: AsyncSession, invitation: Invitation, error: str
-    ) -> None:
-        """The mail did not go out: retry later with backoff, or give up after the last try."""
+    async def record_delivery(
+        self, session: AsyncSession, claim: DeliveryClaim, *, error: str | None
+    ) -> bool:
+        """Record how sending went: ``sent`` (and announce it), or another try later with
+        backoff, or ``failed`` after the last try. False when a resend superseded this mail."""
+        invitation = await repo.get_invitation(
+            session, claim.tenant_id, claim.invitation_id, for_update=True
+        )
+        if invitation is None or invitation.token_hash != hash_token(claim.token):
+            return False
+        now = self.clock()
         invitation.delivery_attempts += 1
-        invitation.last_delivery_error = error[:1000]
-        if invitation.delivery_attempts >= self.max_attempts:
+        if error is None:
+            invitation.delivery_state = DeliveryState.SENT
+            invitation.sent_at = now
+            invitation.next_delivery_at = None
+            invitation.last_delivery_error = None
+            await self._publish(
+                session,
+                InvitationSent(
+                    tenant_id=invitation.tenant_id,
+                    invitation_id=invitation.id,
+                    email=invitation.email,
+                    role=Role(invitation.role),
+                    expires_at=invitation.expires_at,
+                ),
+            )
+        elif invitation.delivery_attempts >= self.max_attempts:
             invitation.delivery_state = DeliveryState.FAILED
             invitation.next_delivery_at = None
+            invitation.last_delivery_error = error[:1000]
         else:
             delay = min(
                 self.backoff_seconds * 2 ** (invitation.delivery_attempts - 1),
                 self.max_backoff_seconds,
             )
-            invitation.next_delivery_at = self.clock() + timedelta(seconds=delay)
+            invitation.next_delivery_at = now + timedelta(seconds=delay)
+            invitation.last_delivery_error = error[:1000]
         await session.flush()
+        return True
 
     async def expire_due(self, session: AsyncSession, *, limit: int) -> int:
         """Mark open invitations past expiry as expired and announce each once."""
