@@ -11,6 +11,7 @@ from rich.console import Console
 
 from stellara_cli import dlq, events
 from stellara_cli.stack import LocalStack, StackError
+from stellara_cli.token import token as token_command
 
 app = typer.Typer(
     help="Stellara Tenancy: run the local stack and try the system.",
@@ -19,6 +20,7 @@ app = typer.Typer(
 )
 app.add_typer(events.app, name="events")
 app.add_typer(dlq.app, name="dlq")
+app.command("token")(token_command)
 console = Console(stderr=True)
 out = Console()
 

@@ -10,8 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 #: secrets that ship as defaults for local use; startup refuses them outside dev/test
 PLACEHOLDER_SECRETS = frozenset(
     {
-        "dev-internal-secret",
-        "dev-jwt-secret",
+        "dev-internal-secret-not-for-production-use",
+        "dev-jwt-secret-not-for-production-use",
         "change-me",
         "replace-me",
         "replace-with-a-real-secret",
@@ -61,7 +61,7 @@ class ServiceSettings(BaseSettings):
     log_level: str = Field(default="INFO", description="Python log level.")
     log_json: bool = Field(default=True, description="JSON log lines (false: plain text).")
     internal_token_secret: SecretStr = Field(
-        default=SecretStr("dev-internal-secret"),
+        default=SecretStr("dev-internal-secret-not-for-production-use"),
         description="HS256 key of the short-lived internal tokens the gateway mints.",
     )
     internal_token_issuer: str = Field(default="stellara-gateway", description="Their `iss`.")

@@ -79,7 +79,7 @@ class Settings(ServiceSettings):
         "never chooses). Either HMAC (HS*) or public-key algorithms, not both.",
     )
     jwt_secret: SecretStr = Field(
-        default=SecretStr("dev-jwt-secret"),
+        default=SecretStr("dev-jwt-secret-not-for-production-use"),
         description="Shared HS256 secret of user tokens (development); refused in prod.",
     )
     jwt_public_key_file: Path | None = Field(

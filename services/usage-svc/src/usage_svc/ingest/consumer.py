@@ -78,6 +78,17 @@ class PreparedBatch:
     fetched_at: float = 0.0
 
 
+@dataclass
+class IngestStats:
+    """Running figures of this process's ingester (for benchmarks and operators)."""
+
+    records_committed: int = 0
+    events_accepted: int = 0
+    batches_committed: int = 0
+    first_fetch_at: float | None = None  # time.perf_counter() of the first fetched batch
+    last_commit_at: float | None = None
+
+
 class IngestMetrics:
     def __init__(self, runtime: ServiceRuntime) -> None:
         registry = runtime.registry
@@ -135,7 +146,7 @@ class UsageIngester:
             allow_unknown_metrics=settings.allow_unknown_metrics,
         )
         self.fired: set[quotas.ThresholdKey] = set()
-        self.committed_batches = 0
+        self.stats = IngestStats()
         self._raw_days: set[date] = set()
         self._epoch: tuple[date, date, date] | None = None  # (for day, epoch start, probe from)
         self._given_up: dict[UUID, float] = {}
@@ -233,6 +244,8 @@ class UsageIngester:
         producer: AIOKafkaProducer,
     ) -> PreparedBatch:
         started = time.perf_counter()
+        if self.stats.first_fetch_at is None:
+            self.stats.first_fetch_at = started
         now = datetime.now(UTC)
         parse = self.parser.parse
         classify = self.classifier.classify
@@ -358,8 +371,11 @@ class UsageIngester:
                 if self.faults.after_db_commit is not None:
                     await self.faults.after_db_commit(batch)
                 await self._commit(consumer, batch.offsets)
-                self.committed_batches += 1
-                self.metrics.batches.observe(time.perf_counter() - batch.fetched_at)
+                committed_at = time.perf_counter()
+                self.stats.records_committed += batch.records
+                self.stats.batches_committed += 1
+                self.stats.last_commit_at = committed_at
+                self.metrics.batches.observe(committed_at - batch.fetched_at)
                 self.metrics.batch_size.observe(batch.records)
             finally:
                 self._batch_done()
@@ -407,6 +423,7 @@ class UsageIngester:
             self.metrics.alerts.labels(str(crossing.row.threshold)).inc()
         if len(self.fired) > 200_000:
             self.fired.clear()
+        self.stats.events_accepted += result.accepted
         self.metrics.events.labels("accepted").inc(result.accepted)
         duplicates = len(rows) - result.accepted + batch.duplicates_in_batch
         if duplicates:
