@@ -33,6 +33,7 @@ from stellara_kit.auth import Principal, mint_token
 T = TypeVar("T")
 EVENTS_TOTAL = 10_000
 STORY_METRIC = "transactions"
+STORY_PLAN = "starter"  # 10,000 transactions are within it; its workflow_runs are capped
 HTTP_BATCH = 500
 TOKEN_RE = re.compile(r"/invitations/([A-Za-z0-9_\-]+)/accept")
 
@@ -158,7 +159,7 @@ class Story:
         body = expect(
             await self.http.post(
                 "/tenants",
-                json={"name": f"Demo {slug[5:]}", "slug": slug, "plan": "free"},
+                json={"name": f"Demo {slug[5:]}", "slug": slug, "plan": STORY_PLAN},
                 headers=self.admin,
             ),
             201,
@@ -368,7 +369,7 @@ class Story:
 
     async def cross_the_limit(self) -> None:
         plans = expect(await self.http.get("/plans", headers=self.ada), 200, "plans")
-        plan = next(p for p in _items(plans) if p.get("key") == "free")
+        plan = next(p for p in _items(plans) if p.get("key") == STORY_PLAN)
         metric, limit = _hard_limit(plan)
         usage = expect(
             await self.http.get(
@@ -379,7 +380,9 @@ class Story:
         )
         used = float(_metric(usage, metric).get("value") or 0)
         needed = max(1, int(limit - used) + 1)
-        self.step(f"the free plan allows {limit:g} {metric}; sending {needed:g} more to cross it")
+        self.step(
+            f"the {STORY_PLAN} plan allows {limit:g} {metric}; sending {needed:g} more to cross it"
+        )
         async with UsageEmitter(
             self.t.kafka_bootstrap,
             source="stellara-demo",

@@ -98,7 +98,12 @@ BUILTIN_PLANS: dict[str, Plan] = {
                 },
                 "active_users": {"included": 10, "unit_price": "5.00", "limit": 50},
                 "transactions": {"included": 10_000, "unit_price": "0.01", "limit": 50_000},
-                "workflow_runs": {"included": 1_000, "unit_price": "0.05", "limit": 5_000},
+                "workflow_runs": {
+                    "included": 1_000,
+                    "unit_price": "0.05",
+                    "limit": 5_000,
+                    "limit_kind": "hard",
+                },
             },
         ),
         _plan(
