@@ -87,6 +87,10 @@ class IngestStats:
     batches_committed: int = 0
     first_fetch_at: float | None = None  # time.perf_counter() of the first fetched batch
     last_commit_at: float | None = None
+    # where the time goes (seconds, summed over batches)
+    prepare_seconds: float = 0.0  # decoding and classifying (this process's CPU)
+    store_seconds: float = 0.0  # the database transaction folding a batch
+    commit_seconds: float = 0.0  # dead letters acknowledged and offsets committed
 
 
 class IngestMetrics:
@@ -303,6 +307,7 @@ class UsageIngester:
                     continue
                 seen.add(key)
                 rows.append(outcome)
+        self.stats.prepare_seconds += time.perf_counter() - started
         return batch
 
     async def _meters_reloaded(self) -> bool:
@@ -361,17 +366,22 @@ class UsageIngester:
 
     # ------------------------------------------------------------------ writer
     async def _write(self, consumer: AIOKafkaConsumer, queue: asyncio.Queue[PreparedBatch]) -> None:
+        stats = self.stats
         while True:
             batch = await queue.get()
             try:
+                started = time.perf_counter()
                 if batch.rows:
                     await self._store(batch)
+                stored = time.perf_counter()
                 if batch.dead_letters:
                     await asyncio.gather(*batch.dead_letters)
                 if self.faults.after_db_commit is not None:
                     await self.faults.after_db_commit(batch)
                 await self._commit(consumer, batch.offsets)
                 committed_at = time.perf_counter()
+                stats.store_seconds += stored - started
+                stats.commit_seconds += committed_at - stored
                 self.stats.records_committed += batch.records
                 self.stats.batches_committed += 1
                 self.stats.last_commit_at = committed_at
