@@ -15,6 +15,7 @@ system test in ``tests/``.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 import uuid
@@ -25,7 +26,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from aiokafka import AIOKafkaConsumer
 
+from stellara_contracts import topics
 from stellara_contracts.events import Role
 from stellara_contracts.producer import UsageEmitter
 from stellara_kit.auth import Principal, mint_token
@@ -325,7 +328,7 @@ class Story:
             ),
             lambda r: (
                 r.status_code == 200
-                and _metric(r.json(), STORY_METRIC).get("count") == EVENTS_TOTAL
+                and _metric(r.json(), STORY_METRIC).get("events") == EVENTS_TOTAL
             ),
             what=f"usage totals reach {EVENTS_TOTAL}",
             timeout=self.t.timeout,
@@ -333,7 +336,7 @@ class Story:
         figures = _metric(usage.json(), STORY_METRIC)
         self.result.figures["usage"] = figures
         self.step(
-            f"usage totals: {STORY_METRIC} value {figures.get('value')} from {figures.get('count')} events"
+            f"usage totals: {STORY_METRIC} value {figures.get('value')} from {figures.get('events')} events"
         )
 
         daily = expect(
@@ -389,6 +392,17 @@ class Story:
             topic=f"{self.t.topic_prefix}usage.recorded",
         ) as emitter:
             await emitter.emit(self.tenant, metric, needed, properties={"channel": "kafka"})
+        alerts = await eventually(
+            lambda: self._alerts(metric),
+            lambda found: "stellara.usage.quota_exceeded.v1" in found,
+            what="the quota alerts on usage.alerts",
+            timeout=self.t.timeout,
+        )
+        for kind, data in alerts.items():
+            self.step(
+                f"alert {kind.split('.')[2]}: {metric} at {float(data['value']):g} of "
+                f"{float(data['limit']):g} ({data.get('threshold_percent', 100)} %)"
+            )
         tenant = await eventually(
             lambda: self.http.get(f"/tenants/{self.tenant}", headers=self.admin),
             lambda r: r.status_code == 200 and r.json()["status"] == "suspended",
@@ -405,6 +419,34 @@ class Story:
         self.step(
             f"a request as that tenant is refused: {refused.status_code} {refused.json().get('detail', '')}"
         )
+
+    async def _alerts(self, metric: str) -> dict[str, dict[str, Any]]:
+        """This tenant's quota alerts for the metric on usage.alerts, by event type."""
+        consumer = AIOKafkaConsumer(
+            f"{self.t.topic_prefix}{topics.USAGE_ALERTS}",
+            bootstrap_servers=self.t.kafka_bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        found: dict[str, dict[str, Any]] = {}
+        key = str(self.tenant).encode()
+        try:
+            batches = await consumer.getmany(timeout_ms=2000, max_records=10_000)
+            while batches:
+                for records in batches.values():
+                    for record in records:
+                        if record.key != key or record.value is None:
+                            continue
+                        event = json.loads(record.value)
+                        data = event.get("data") or {}
+                        if data.get("metric") == metric and "billing_period" not in event["type"]:
+                            found[event["type"]] = data
+                batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
+        finally:
+            await consumer.stop()
+        return found
 
     async def _mail_to(self, email: str) -> str | None:
         from stellara_cli.mailsink import read_mailbox
@@ -435,7 +477,10 @@ def _metric(body: Any, metric: str) -> dict[str, Any]:
 
 
 def _hard_limit(plan: dict[str, Any]) -> tuple[str, float]:
-    for entry in plan.get("metrics") or plan.get("prices") or []:
-        if entry.get("limit") and entry.get("limit_kind", entry.get("kind")) == "hard":
-            return str(entry["metric"]), float(entry["limit"])
+    """The first metric the plan caps with a hard limit, and that limit."""
+    terms = plan.get("metrics") or {}
+    entries = terms.items() if isinstance(terms, dict) else ((t.get("metric"), t) for t in terms)
+    for metric, entry in entries:
+        if entry.get("limit") is not None and entry.get("limit_kind") == "hard":
+            return str(metric), float(entry["limit"])
     raise DemoFailed(f"plan {plan.get('key')} has no hard limit to cross")

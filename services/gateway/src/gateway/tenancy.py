@@ -144,7 +144,7 @@ def check_access(
         if snapshot is None or snapshot.status == TenantStatus.DELETED:
             raise _no_such_tenant()
         if snapshot.status == TenantStatus.SUSPENDED:
-            reason = snapshot.status_reason or "no reason was given"
+            reason = (snapshot.status_reason or "no reason was given").rstrip(". ")
             raise Forbidden(
                 f"The tenant is suspended: {reason}. Ask a platform administrator to reactivate it.",
                 slug="tenant-suspended",
