@@ -97,6 +97,12 @@ async def kit(client: httpx.AsyncClient, settings: Settings) -> Kit:
     return Kit(client, settings)
 
 
+@pytest_asyncio.fixture
+async def kit_of() -> Callable[[httpx.AsyncClient, Settings], Kit]:
+    """A Kit around another app of the test (tests that start the service themselves)."""
+    return Kit
+
+
 class TopicReader:
     """Reads a real topic from the beginning and keeps what it read."""
 

@@ -368,9 +368,13 @@ class TestRollback:
 
 
 class TestCatalogue:
-    async def test_closed_category_refuses_unknown_keys(self, settings: Settings, kit: Any) -> None:
+    async def test_closed_category_refuses_unknown_keys(
+        self, settings: Settings, kit_of: Any
+    ) -> None:
         closed = settings.model_copy(update={"closed_config_categories": ["auth"]})
+        # the only app on this database (a second one would wait as a standby relay)
         async with running_app(create_app(closed)) as client:
+            kit = kit_of(client, closed)
             tenant = await kit.create_tenant("acme")
             headers = kit.admin()
             known = await client.put(
