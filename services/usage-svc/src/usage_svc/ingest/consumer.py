@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -189,9 +189,7 @@ class UsageIngester:
         try:
             await consumer.start()
             queue: asyncio.Queue[PreparedBatch] = asyncio.Queue(maxsize=1)
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self._read(consumer, producer, queue))
-                group.create_task(self._write(consumer, queue))
+            await _side_by_side(self._read(consumer, producer, queue), self._write(consumer, queue))
         finally:
             self._inflight = 0
             self._idle.set()
@@ -488,6 +486,24 @@ class UsageIngester:
                     probe_from = await repo.oldest_live_epoch(conn, window_start, epoch)
                     self._epoch = (today, epoch, probe_from)
             self._raw_days |= missing
+
+
+async def _side_by_side(*stages: Coroutine[Any, Any, None]) -> None:
+    """Run the stages until one fails; then stop the others and raise its error.
+
+    Not a TaskGroup: on Python 3.11 a TaskGroup whose child fails while the parent
+    waits in it leaves a cancellation request on the parent task, so the runtime
+    took the failure for a shutdown and never restarted the ingester.
+    """
+    tasks = [asyncio.create_task(stage) for stage in stages]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        task.result()
 
 
 def _period_bounds(period_start: date) -> tuple[datetime, datetime]:
