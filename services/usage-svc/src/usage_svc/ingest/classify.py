@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 from uuid import UUID
 
 import orjson
@@ -38,8 +38,29 @@ REASONS = (
 )
 
 
-class StagedRow(NamedTuple):
-    """A row of the staging table (the order is the COPY column order)."""
+#: A row of the staging table, in the COPY column order of ``STAGING_COLUMNS``:
+#: (tenant_id, event_id, metric, value, occurred_at, source, properties, tracked,
+#: unique_value), ids as canonical text, properties as JSON text. A plain tuple of
+#: strings, floats, datetimes and booleans on purpose: the garbage collector stops
+#: tracking such tuples, so batches of tens of thousands of rows do not make it scan
+#: the heap over and over (a NamedTuple, or a UUID object inside, would).
+StagedRow = tuple[str, str, str, float, datetime, str, str | None, bool, str | None]
+
+STAGING_COLUMNS = (
+    "tenant_id",
+    "event_id",
+    "metric",
+    "value",
+    "occurred_at",
+    "source",
+    "properties",
+    "tracked",
+    "unique_value",
+)
+
+
+class StagedFields(NamedTuple):
+    """A StagedRow with named, typed fields (for tests and tools; the hot path keeps tuples)."""
 
     tenant_id: UUID
     event_id: UUID
@@ -51,8 +72,16 @@ class StagedRow(NamedTuple):
     tracked: bool
     unique_value: str | None
 
+    @classmethod
+    def of(cls, row: StagedRow) -> StagedFields:
+        return cls(UUID(row[0]), UUID(row[1]), *row[2:])
 
-STAGING_COLUMNS = StagedRow._fields
+
+#: positions in a StagedRow
+ROW_TENANT: Final = 0
+ROW_EVENT: Final = 1
+ROW_METRIC: Final = 2
+ROW_OCCURRED_AT: Final = 4
 
 
 class Rejection(NamedTuple):
@@ -85,8 +114,15 @@ class UsageClassifier:
             for metric, terms in plan.metrics.items()
             if terms.limit is not None
         )
+        self._tenant_text: dict[UUID, str] = {}
+        self._now: datetime | None = None
+        self._latest = self._earliest = datetime.min
 
     def classify(self, event: ParsedUsage, now: datetime) -> StagedRow | Rejection:
+        if now is not self._now:  # a batch shares one ``now``
+            self._now = now
+            self._latest = now + self.future_skew
+            self._earliest = now - self.dedup_window
         tenant = self.directory.get(event.tenant_id)
         if tenant is None:
             return Rejection(UNKNOWN_TENANT, f"tenant {event.tenant_id} is not known")
@@ -99,13 +135,13 @@ class UsageClassifier:
             return Rejection(
                 NEGATIVE_VALUE, f"{event.metric} is a counter; value {event.value} is negative"
             )
-        if event.occurred_at > now + self.future_skew:
+        if event.occurred_at > self._latest:
             return Rejection(
                 FUTURE_TIMESTAMP,
                 f"occurred_at {event.occurred_at.isoformat()} is more than "
                 f"{int(self.future_skew.total_seconds())} s ahead of {now.isoformat()}",
             )
-        if event.occurred_at < now - self.dedup_window:
+        if event.occurred_at < self._earliest:
             return Rejection(
                 TOO_OLD,
                 f"occurred_at {event.occurred_at.isoformat()} is older than the "
@@ -122,8 +158,13 @@ class UsageClassifier:
                     "which the event lacks",
                 )
             unique_value = _text(found)
-        return StagedRow(
-            event.tenant_id,
+        tenant_text = self._tenant_text.get(event.tenant_id)
+        if tenant_text is None:
+            if len(self._tenant_text) >= 100_000:
+                self._tenant_text.clear()
+            tenant_text = self._tenant_text[event.tenant_id] = str(event.tenant_id)
+        return (
+            tenant_text,
             event.event_id,
             event.metric,
             event.value,

@@ -25,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from operator import itemgetter
 from typing import Any
 from uuid import UUID
 
@@ -44,9 +45,14 @@ from usage_svc.ingest import quotas
 from usage_svc.ingest import repository as repo
 from usage_svc.ingest.classify import (
     MALFORMED,
+    ROW_EVENT,
+    ROW_METRIC,
+    ROW_OCCURRED_AT,
+    ROW_TENANT,
     UNKNOWN_METRIC,
     UNKNOWN_TENANT,
     Rejection,
+    StagedFields,
     StagedRow,
     UsageClassifier,
 )
@@ -59,6 +65,9 @@ log = logging.getLogger(__name__)
 
 Hook = Callable[["PreparedBatch"], Awaitable[None]]
 
+#: records decoded between two turns of the event loop
+YIELD_EVERY = 500
+
 
 @dataclass
 class IngestFaults:
@@ -70,12 +79,18 @@ class IngestFaults:
 
 @dataclass
 class PreparedBatch:
-    rows: list[StagedRow]
+    staged: list[StagedRow]  # plain tuples, see StagedRow
     offsets: dict[TopicPartition, int]
+    now: datetime
     dead_letters: list[asyncio.Future[Any]] = field(default_factory=list)
     records: int = 0
     duplicates_in_batch: int = 0
     fetched_at: float = 0.0
+
+    @property
+    def rows(self) -> list[StagedFields]:
+        """The staged rows with named, typed fields (for fault hooks and tools)."""
+        return [StagedFields.of(row) for row in self.staged]
 
 
 @dataclass
@@ -209,56 +224,101 @@ class UsageIngester:
         producer: AIOKafkaProducer,
         queue: asyncio.Queue[PreparedBatch],
     ) -> None:
+        settings = self.settings
         while True:
             await self.meters.refresh_if_stale()
-            fetched = await self._fetch(consumer)
+            fetched = await consumer.getmany(
+                timeout_ms=settings.batch_max_wait_ms, max_records=settings.batch_max_records
+            )
             if not fetched:
                 continue
             self._inflight += 1
             self._idle.clear()
             try:
-                batch = await self._prepare(fetched, producer)
+                batch = await self._prepare(consumer, producer, fetched)
                 await queue.put(batch)
             except BaseException:
                 self._batch_done()
                 raise
 
-    async def _fetch(
-        self, consumer: AIOKafkaConsumer
-    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
-        settings = self.settings
-        fetched = await consumer.getmany(
-            timeout_ms=settings.batch_max_wait_ms, max_records=settings.batch_max_records
-        )
-        total = sum(len(records) for records in fetched.values())
-        while fetched and total < settings.batch_target_records:
-            more = await consumer.getmany(timeout_ms=0, max_records=settings.batch_max_records)
-            if not more:
-                break
-            for tp, records in more.items():
-                fetched.setdefault(tp, []).extend(records)
-                total += len(records)
-        return fetched
-
     async def _prepare(
         self,
-        fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        consumer: AIOKafkaConsumer,
         producer: AIOKafkaProducer,
+        fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
     ) -> PreparedBatch:
+        """One batch: ``fetched`` and whatever else is buffered, up to ``batch_target_records``.
+
+        Records are decoded a fetch at a time and dropped once decoded, so that a
+        batch keeps only its staging rows: plain tuples the garbage collector
+        soon stops tracking.
+        """
         started = time.perf_counter()
         if self.stats.first_fetch_at is None:
             self.stats.first_fetch_at = started
-        now = datetime.now(UTC)
+        batch = PreparedBatch(staged=[], offsets={}, fetched_at=started, now=datetime.now(UTC))
+        seen: set[tuple[str, str]] = set()
+        waiting: list[tuple[ConsumerRecord[bytes, bytes], ParsedUsage]] = []
+        busy = await self._decode(fetched, producer, batch, seen, waiting)
+        target = self.settings.batch_target_records
+        while batch.records < target:
+            fetched = await consumer.getmany(
+                timeout_ms=0, max_records=self.settings.batch_max_records
+            )
+            if not fetched:
+                break
+            busy += await self._decode(fetched, producer, batch, seen, waiting)
+        if waiting:
+            await self._wait_for_tenants(
+                {
+                    event.tenant_id
+                    for _, event in waiting
+                    if self.directory.get(event.tenant_id) is None
+                }
+            )
+            resumed = time.perf_counter()
+            for record, event in waiting:
+                outcome = self.classifier.classify(event, batch.now)
+                if isinstance(outcome, Rejection):
+                    await self._dead_letter(producer, batch, record, outcome.reason, outcome.error)
+                    continue
+                key = (outcome[ROW_TENANT], outcome[ROW_EVENT])
+                if key in seen:
+                    batch.duplicates_in_batch += 1
+                    continue
+                seen.add(key)
+                batch.staged.append(outcome)
+            busy += time.perf_counter() - resumed
+        self.stats.prepare_seconds += busy
+        return batch
+
+    async def _decode(
+        self,
+        fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        producer: AIOKafkaProducer,
+        batch: PreparedBatch,
+        seen: set[tuple[str, str]],
+        waiting: list[tuple[ConsumerRecord[bytes, bytes], ParsedUsage]],
+    ) -> float:
+        """Add one fetch's records to ``batch`` (and empty ``fetched``); returns the time busy."""
+        now = batch.now
         parse = self.parser.parse
         classify = self.classifier.classify
-        rows: list[StagedRow] = []
-        seen: set[tuple[UUID, UUID]] = set()
-        waiting: list[tuple[ConsumerRecord[bytes, bytes], ParsedUsage]] = []
-        batch = PreparedBatch(rows=rows, offsets={}, fetched_at=started)
+        rows = batch.staged
+        busy = 0.0
+        resumed = time.perf_counter()
+        handled = 0
         for tp, records in fetched.items():
             batch.offsets[tp] = records[-1].offset + 1
             batch.records += len(records)
             for record in records:
+                handled += 1
+                if handled % YIELD_EVERY == 0:
+                    # let the writer move on to its next statement meanwhile: a batch
+                    # decoded in one go would keep the database waiting for it
+                    busy += time.perf_counter() - resumed
+                    await asyncio.sleep(0)
+                    resumed = time.perf_counter()
                 try:
                     event = parse(record.value)
                 except MalformedRecord as exc:
@@ -268,7 +328,7 @@ class UsageIngester:
                     self.metrics.events.labels("ignored").inc()
                     continue
                 outcome = classify(event, now)
-                if type(outcome) is Rejection:
+                if isinstance(outcome, Rejection):
                     if outcome.reason == UNKNOWN_TENANT and self._may_wait_for(event.tenant_id):
                         waiting.append((record, event))
                     elif outcome.reason == UNKNOWN_METRIC and await self._meters_reloaded():
@@ -278,35 +338,14 @@ class UsageIngester:
                             producer, batch, record, outcome.reason, outcome.error
                         )
                     continue
-                assert isinstance(outcome, StagedRow)
-                key = (outcome.tenant_id, outcome.event_id)
+                key = (outcome[ROW_TENANT], outcome[ROW_EVENT])
                 if key in seen:
                     batch.duplicates_in_batch += 1
                     continue
                 seen.add(key)
                 rows.append(outcome)
-        if waiting:
-            await self._wait_for_tenants(
-                {
-                    event.tenant_id
-                    for _, event in waiting
-                    if self.directory.get(event.tenant_id) is None
-                }
-            )
-            for record, event in waiting:
-                outcome = classify(event, now)
-                if type(outcome) is Rejection:
-                    await self._dead_letter(producer, batch, record, outcome.reason, outcome.error)
-                    continue
-                assert isinstance(outcome, StagedRow)
-                key = (outcome.tenant_id, outcome.event_id)
-                if key in seen:
-                    batch.duplicates_in_batch += 1
-                    continue
-                seen.add(key)
-                rows.append(outcome)
-        self.stats.prepare_seconds += time.perf_counter() - started
-        return batch
+        fetched.clear()
+        return busy + time.perf_counter() - resumed
 
     async def _meters_reloaded(self) -> bool:
         """Reload the meter catalogue (at most once a second) when a metric is unknown."""
@@ -369,7 +408,7 @@ class UsageIngester:
             batch = await queue.get()
             try:
                 started = time.perf_counter()
-                if batch.rows:
+                if batch.staged:
                     await self._store(batch)
                 stored = time.perf_counter()
                 if batch.dead_letters:
@@ -408,13 +447,13 @@ class UsageIngester:
     async def _store(self, batch: PreparedBatch) -> None:
         db = self.runtime.db
         assert db is not None
-        rows = batch.rows
+        rows = batch.staged
         await self._prepare_partitions(rows)
         assert self._epoch is not None
         _, epoch, probe_from = self._epoch
         crossings: list[quotas.Crossing] = []
         fired: list[quotas.Crossing] = []
-        new_metrics = {row.metric for row in rows} - self.meters.with_data
+        new_metrics = set(map(itemgetter(ROW_METRIC), rows)) - self.meters.with_data
         async with db.system_transaction() as session:
             conn = await asyncpg_connection(session)
             result = await repo.fold_batch(conn, rows, epoch=epoch, probe_from=probe_from)
@@ -471,8 +510,9 @@ class UsageIngester:
         db = self.runtime.db
         assert db is not None
         today = datetime.now(UTC).date()
-        first = min(row.occurred_at for row in rows).astimezone(UTC).date()
-        last = max(row.occurred_at for row in rows).astimezone(UTC).date()
+        stamps = list(map(itemgetter(ROW_OCCURRED_AT), rows))
+        first = min(stamps).astimezone(UTC).date()
+        last = max(stamps).astimezone(UTC).date()
         days = {first + timedelta(days=n) for n in range((last - first).days + 1)}
         missing = days - self._raw_days
         if missing or self._epoch is None or self._epoch[0] != today:

@@ -31,9 +31,13 @@ _CACHE_LIMIT = 100_000
 
 
 class ParsedUsage(NamedTuple):
-    """One UsageRecorded, as the contract defines it."""
+    """One UsageRecorded, as the contract defines it.
 
-    event_id: UUID
+    ``event_id`` is the id's canonical text (lower case): the staging rows carry
+    ids as text, which keeps them out of the garbage collector's way.
+    """
+
+    event_id: str
     tenant_id: UUID
     metric: str
     value: float
@@ -100,7 +104,7 @@ class UsageRecordParser:
             if len(self._tenants) >= _CACHE_LIMIT:
                 self._tenants.clear()
             self._tenants[tenant_text] = tenant_id
-        event_id = _uuid(doc.get("id"))
+        event_id = _uuid_text(doc.get("id"))
         source = doc.get("source")
         if type(source) is not str or not 0 < len(source) <= 200:
             raise _SlowPath
@@ -150,7 +154,7 @@ class UsageRecordParser:
                 f"data.tenant_id ({data.tenant_id}) differs from tenantid ({event.tenantid})"
             )
         return ParsedUsage(
-            event.id,
+            str(event.id),
             data.tenant_id,
             data.metric,
             float(data.value),
@@ -179,6 +183,13 @@ def _uuid(value: Any) -> UUID:
     except ValueError:
         raise _SlowPath from None
     return parsed
+
+
+def _uuid_text(value: Any) -> str:
+    """A valid UUID's canonical text, without keeping a UUID object."""
+    _uuid(value)
+    text: str = value
+    return text if text.islower() else text.lower()
 
 
 def _aware(value: Any) -> datetime:
