@@ -1,20 +1,28 @@
 from __future__ import annotations
 
+import contextlib
+import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 
-from stellara_contracts.events import TenantStatus
+from stellara_contracts import topics
+from stellara_contracts.events import TenantSnapshot, TenantStatus
+from stellara_kit.kafka_admin import delete_topics, ensure_topics
 from stellara_kit.migrations import upgrade_async
 from stellara_kit.testing import Infrastructure, TestDatabase, running_app
+from stellara_kit.testing.infra import create_test_database, drop_test_database
+from stellara_kit.testing.plugin import TEST_PARTITIONS
 from usage_svc.ingest.consumer import IngestFaults
 from usage_svc.main import create_app
 from usage_svc.migrate import MIGRATIONS
 from usage_svc.settings import Settings
-from usage_svc.testing import Tenants, publish_tenants, snapshot, wait_ready
+from usage_svc.testing import Tenants, publish_tenants, snapshot, wait_for_tenant, wait_ready
 
 
 def make_settings(
@@ -75,3 +83,60 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with running_app(app) as http:
         await wait_ready(http)
         yield http
+
+
+# --------------------------------------------------------------------- one service per module
+@dataclass
+class RunningService:
+    """The service running for a whole test module; each test takes tenants of its own."""
+
+    app: FastAPI
+    http: httpx.AsyncClient
+    settings: Settings
+    database: TestDatabase
+
+    async def new_tenant(
+        self, plan: str = "starter", status: TenantStatus = TenantStatus.ACTIVE
+    ) -> TenantSnapshot:
+        """A tenant published to tenant.state, once the service knows it."""
+        tenant = snapshot(plan=plan, status=status)
+        await publish_tenants(self.settings, tenant)
+        await wait_for_tenant(self.app, tenant.tenant_id)
+        return tenant
+
+
+@contextlib.asynccontextmanager
+async def fresh_topics(infrastructure: Infrastructure) -> AsyncIterator[str]:
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    names = [f"{prefix}{t}" for t in topics.ALL_TOPICS]
+    names += [f"{prefix}{topics.dlq_topic(t)}" for t in topics.ALL_TOPICS]
+    await ensure_topics(
+        infrastructure.kafka_bootstrap,
+        names,
+        partitions=TEST_PARTITIONS,
+        compacted={f"{prefix}{t}" for t in topics.COMPACTED_TOPICS},
+    )
+    try:
+        yield prefix
+    finally:
+        with contextlib.suppress(Exception):
+            await delete_topics(infrastructure.kafka_bootstrap, names)
+
+
+@pytest_asyncio.fixture(scope="module")
+async def service(
+    request: pytest.FixtureRequest, infrastructure: Infrastructure
+) -> AsyncIterator[RunningService]:
+    """The service started once for the module (settings: the module's ``SERVICE_SETTINGS``)."""
+    overrides: dict[str, Any] = getattr(request.module, "SERVICE_SETTINGS", {})
+    database = await create_test_database(infrastructure)
+    try:
+        async with fresh_topics(infrastructure) as prefix:
+            await upgrade_async(MIGRATIONS, database.owner_url)
+            settings = make_settings(infrastructure, prefix, database, **overrides)
+            app = create_app(settings)
+            async with running_app(app) as http:
+                await wait_ready(http)
+                yield RunningService(app=app, http=http, settings=settings, database=database)
+    finally:
+        await drop_test_database(infrastructure, database)

@@ -5,16 +5,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
+import asyncpg
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
-from stellara_contracts import new_event, topics
+from stellara_contracts import CloudEvent, decode_event, new_event, topics
 from stellara_contracts.events import Role, TenantSnapshot, TenantStatus
 from stellara_contracts.producer import usage_record
-from stellara_kit.testing import auth_headers, produce_raw, wait_for
+from stellara_kit.db import asyncpg_dsn
+from stellara_kit.testing import auth_headers, consume, produce_raw, wait_for
 from usage_svc.settings import Settings
+
+if TYPE_CHECKING:
+    from aiokafka import ConsumerRecord
+    from fastapi import FastAPI
 
 
 async def wait_ready(http: httpx.AsyncClient) -> None:
@@ -59,6 +66,18 @@ async def publish_tenants(settings: Settings, *tenants: TenantSnapshot) -> None:
     )
 
 
+async def wait_for_tenant(app: FastAPI, tenant_id: UUID) -> TenantSnapshot:
+    """Wait until the service's tenant directory holds the tenant (read from tenant.state)."""
+
+    async def known() -> TenantSnapshot | None:
+        found: TenantSnapshot | None = app.state.usage.directory.get(tenant_id)
+        return found
+
+    found = await wait_for(known, until=lambda t: t is not None, timeout=20, interval=0.02)
+    assert found is not None
+    return found
+
+
 # --------------------------------------------------------------------- usage
 def record(
     tenant_id: UUID,
@@ -97,10 +116,10 @@ def headers(
 async def usage_of(
     http: httpx.AsyncClient, settings: Settings, tenant_id: UUID, **params: Any
 ) -> dict[str, dict[str, Any]]:
-    """The tenant's usage per metric, as its admin sees it."""
+    """The tenant's usage per metric, as its admin sees it (``start`` is sent as ``from``)."""
     response = await http.get(
         f"/tenants/{tenant_id}/usage",
-        params={k: v for k, v in params.items() if v is not None},
+        params={("from" if k == "start" else k): v for k, v in params.items() if v is not None},
         headers=headers(settings, tenant_id),
     )
     assert response.status_code == 200, response.text
@@ -121,3 +140,60 @@ async def wait_for_events(
         return (await usage_of(http, settings, tenant_id, **params))[metric]
 
     return await wait_for(probe, until=lambda m: m["events"] >= events, timeout=30)
+
+
+# --------------------------------------------------------------------- what the service publishes
+async def dead_letter_of(
+    settings: Settings, value: bytes, *, timeout: float = 20
+) -> ConsumerRecord[bytes, bytes]:
+    """The record of ``usage.recorded.dlq`` whose value is ``value`` (waits for it)."""
+    topic = settings.topic(topics.dlq_topic(topics.USAGE_RECORDED))
+
+    async def find() -> list[ConsumerRecord[bytes, bytes]]:
+        records = await consume(settings.kafka_bootstrap_servers, topic, timeout=1, settle=0.2)
+        return [r for r in records if r.value == value]
+
+    found = await wait_for(find, until=bool, timeout=timeout, interval=0.05)
+    assert len(found) == 1, f"{len(found)} dead letters for one record"
+    return found[0]
+
+
+def header_map(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
+    return {key: value.decode() for key, value in record.headers or ()}
+
+
+async def alerts_of(settings: Settings, tenant_id: UUID) -> list[CloudEvent]:
+    """Every event on ``usage.alerts`` about the tenant, in publishing order."""
+    records = await consume(
+        settings.kafka_bootstrap_servers,
+        settings.topic(topics.USAGE_ALERTS),
+        timeout=1,
+        settle=0.2,
+    )
+    events = [decode_event(topics.USAGE_ALERTS, r.value) for r in records]
+    return [e for e in events if e.tenantid == tenant_id]
+
+
+async def outbox_drained(owner_url: str, *, timeout: float = 20) -> None:
+    """Wait until the relay published (and so removed) every outbox row."""
+
+    async def pending() -> int:
+        conn = await asyncpg.connect(asyncpg_dsn(owner_url))
+        try:
+            count: int = await conn.fetchval("SELECT count(*) FROM outbox")
+            return count
+        finally:
+            await conn.close()
+
+    await wait_for(pending, until=lambda n: n == 0, timeout=timeout, interval=0.05)
+
+
+async def metric_value(http: httpx.AsyncClient, name: str, **labels: str) -> float:
+    """A sample of the service's ``/metrics`` (0 when the series does not exist yet)."""
+    response = await http.get("/metrics")
+    assert response.status_code == 200, response.text
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
