@@ -1,0 +1,144 @@
+"""Bad usage records go to usage.recorded.dlq with their reason; the stream keeps flowing."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from uuid import UUID, uuid4
+
+import pytest
+
+from stellara_contracts import topics
+from stellara_contracts.events import TenantStatus
+from stellara_kit.testing import wait_for
+from usage_svc.testing import (
+    dead_letter_of,
+    header_map,
+    headers,
+    metric_value,
+    produce_usage,
+    publish_tenants,
+    record,
+    snapshot,
+    wait_for_events,
+)
+
+from .conftest import RunningService
+
+DEAD_LETTERED = "stellara_events_dead_lettered_total"
+
+#: long enough for a tenant published just after its first usage record
+SERVICE_SETTINGS = {"unknown_tenant_grace_seconds": 2.0}
+
+BadValue = Callable[[RunningService, UUID], Awaitable[bytes]]
+
+
+def _value(
+    tenant_id: UUID,
+    metric: str = "api_calls",
+    value: float = 1,
+    *,
+    occurred_at: datetime | None = None,
+    properties: dict[str, str] | None = None,
+) -> bytes:
+    return record(tenant_id, metric, value, occurred_at=occurred_at, properties=properties)[1]
+
+
+async def unknown_tenant(service: RunningService, tenant: UUID) -> bytes:
+    return _value(uuid4())
+
+
+async def deleted_tenant(service: RunningService, tenant: UUID) -> bytes:
+    gone = await service.new_tenant(status=TenantStatus.DELETED)
+    return _value(gone.tenant_id)
+
+
+async def unknown_metric(service: RunningService, tenant: UUID) -> bytes:
+    return _value(tenant, "teleports")
+
+
+async def negative_counter(service: RunningService, tenant: UUID) -> bytes:
+    return _value(tenant, "api_calls", -5)
+
+
+async def in_the_future(service: RunningService, tenant: UUID) -> bytes:
+    return _value(tenant, occurred_at=datetime.now(UTC) + timedelta(hours=1))
+
+
+async def older_than_the_dedup_window(service: RunningService, tenant: UUID) -> bytes:
+    window = service.settings.dedup_window_days
+    return _value(tenant, occurred_at=datetime.now(UTC) - timedelta(days=window + 1))
+
+
+async def not_json(service: RunningService, tenant: UUID) -> bytes:
+    return b'{"type": "stellara.usage.recorded.v1", "data": '
+
+
+async def not_an_event(service: RunningService, tenant: UUID) -> bytes:
+    return b'{"type": "stellara.usage.recorded.v1", "tenantid": "nobody"}'
+
+
+async def missing_counted_property(service: RunningService, tenant: UUID) -> bytes:
+    meter = {
+        "key": "visitors",
+        "aggregation": "UNIQUE_COUNT",
+        "unit": "visitors",
+        "unique_property": "user",
+    }
+    added = await service.http.post("/meters", json=meter, headers=headers(service.settings))
+    assert added.status_code in (200, 201), added.text
+    return _value(tenant, "visitors", properties={"page": "/home"})
+
+
+CASES = [
+    ("unknown_tenant", unknown_tenant),
+    ("tenant_deleted", deleted_tenant),
+    ("unknown_metric", unknown_metric),
+    ("negative_value", negative_counter),
+    ("future_timestamp", in_the_future),
+    ("too_old", older_than_the_dedup_window),
+    ("malformed", not_json),
+    ("malformed", not_an_event),
+    ("missing_property", missing_counted_property),
+]
+
+
+class TestDeadLetters:
+    @pytest.mark.parametrize(("reason", "bad_value"), CASES, ids=[c[1].__name__ for c in CASES])
+    async def test_a_bad_record_is_dead_lettered_with_its_reason_and_the_next_one_counts(
+        self, service: RunningService, reason: str, bad_value: BadValue
+    ) -> None:
+        tenant = (await service.new_tenant()).tenant_id
+        bad = await bad_value(service, tenant)
+        counted = {"topic": topics.USAGE_RECORDED, "reason": reason}
+        before = await metric_value(service.http, DEAD_LETTERED, **counted)
+        key, first = record(tenant, "api_calls", 1)
+        _, after = record(tenant, "api_calls", 2)
+        # one key: the three records sit on one partition, in this order
+        await produce_usage(service.settings, [(key, first), (key, bad), (key, after)])
+
+        usage = await wait_for_events(service.http, service.settings, tenant, "api_calls", 2)
+        assert usage["value"] == 3
+        letter = await dead_letter_of(service.settings, bad)
+        told = header_map(letter)
+        assert told["x-dlq-reason"] == reason
+        assert told["x-dlq-original-topic"] == service.settings.topic(topics.USAGE_RECORDED)
+        assert told["x-dlq-error"]
+        assert letter.key == key
+
+        async def dead_lettered() -> float:
+            return await metric_value(service.http, DEAD_LETTERED, **counted)
+
+        await wait_for(dead_lettered, until=lambda n: n == before + 1)
+
+    async def test_records_of_a_tenant_published_a_moment_later_are_not_dead_lettered(
+        self, service: RunningService
+    ) -> None:
+        late = snapshot(plan="starter")
+        await produce_usage(service.settings, [record(late.tenant_id, "api_calls", 1)])
+        await publish_tenants(service.settings, late)
+
+        usage = await wait_for_events(
+            service.http, service.settings, late.tenant_id, "api_calls", 1
+        )
+        assert usage["value"] == 1
