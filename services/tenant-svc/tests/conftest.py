@@ -12,7 +12,13 @@ from aiokafka import AIOKafkaConsumer
 from stellara_contracts import CloudEvent, decode_event
 from stellara_contracts.events import Role
 from stellara_kit.migrations import upgrade_async
-from stellara_kit.testing import Infrastructure, TestDatabase, auth_headers, running_app
+from stellara_kit.testing import (
+    Infrastructure,
+    TestDatabase,
+    auth_headers,
+    produce_raw,
+    running_app,
+)
 from tenant_svc.main import create_app
 from tenant_svc.migrate import MIGRATIONS
 from tenant_svc.settings import Settings
@@ -84,6 +90,22 @@ class Kit:
         assert response.status_code == 200, response.text
         return dict(response.json())
 
+    async def publish(self, logical_topic: str, *records: CloudEvent | tuple[bytes, bytes]) -> None:
+        """Put events (or raw ``(key, value)`` records) on the real topic, in this order."""
+        await produce_raw(
+            self.settings.kafka_bootstrap_servers,
+            self.settings.topic(logical_topic),
+            [r if isinstance(r, tuple) else (r.key, r.to_json()) for r in records],
+        )
+
+    async def received(self, tenant_id: str | UUID) -> list[dict[str, Any]]:
+        """What the service recorded about events other services sent on the tenant."""
+        response = await self.client.get(
+            f"/tenants/{tenant_id}/received-events", headers=self.admin()
+        )
+        assert response.status_code == 200, response.text
+        return list(response.json()["items"])
+
     def reader(self, logical_topic: str) -> TopicReader:
         return TopicReader(
             self.settings.kafka_bootstrap_servers,
@@ -95,6 +117,13 @@ class Kit:
 @pytest_asyncio.fixture
 async def kit(client: httpx.AsyncClient, settings: Settings) -> Kit:
     return Kit(client, settings)
+
+
+@pytest_asyncio.fixture
+async def consuming_kit(consuming_client: httpx.AsyncClient, settings: Settings) -> Kit:
+    """A Kit around the whole service, its Kafka subscribers included (use instead of ``kit``:
+    two apps on one database would leave one relay standing by)."""
+    return Kit(consuming_client, settings)
 
 
 @pytest_asyncio.fixture
