@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from uuid import uuid4
 
@@ -40,12 +41,15 @@ async def listed(kit: Any, tenant: dict[str, Any], **params: Any) -> list[tuple[
 class TestAdd:
     async def test_added_member_is_listed_and_announced(self, kit: Any) -> None:
         tenant = await kit.create_tenant("acme")
-        response = await add(kit, tenant, "u-ada", "tenant_admin", email="Ada@Acme.Example")
+        response = await add(
+            kit, tenant, "u-ada", "tenant_admin", email="Ada@Acme.Example", name="Ada Lovelace"
+        )
         assert response.status_code == 201, response.text
         body = response.json()
-        assert (body["user_id"], body["email"], body["role"], body["via"]) == (
+        assert (body["user_id"], body["email"], body["name"], body["role"], body["via"]) == (
             "u-ada",
             "ada@acme.example",
+            "Ada Lovelace",
             "tenant_admin",
             "api",
         )
@@ -66,6 +70,12 @@ class TestAdd:
         tenant = await kit.create_tenant("acme")
         assert (await add(kit, tenant, "u-ada")).status_code == 201
         assert problem(await add(kit, tenant, "u-ada"), 409)["user_id"] == "u-ada"
+
+    async def test_the_same_user_added_at_once_is_one_member_and_conflicts(self, kit: Any) -> None:
+        tenant = await kit.create_tenant("acme")
+        responses = await asyncio.gather(*(add(kit, tenant, "u-ada") for _ in range(4)))
+        assert sorted(r.status_code for r in responses) == [201, 409, 409, 409]
+        assert await listed(kit, tenant) == [("u-ada", "user")]
 
     async def test_the_same_email_under_another_id_is_a_conflict(self, kit: Any) -> None:
         tenant = await kit.create_tenant("acme")
@@ -262,7 +272,7 @@ class TestImport:
         tenant = await kit.create_tenant("acme")
         await add(kit, tenant, "u-grace", email="grace@acme.example")
         rows = [
-            {"line": 2, "email": "ada@acme.example", "role": "admin"},
+            {"line": 2, "email": "ada@acme.example", "role": "admin", "name": " Ada  Lovelace "},
             {"line": 3, "email": "alan@acme.example", "user_id": "auth0|42"},
             {"line": 4, "email": "GRACE@acme.example"},  # already a member (by email)
             {"line": 5, "email": "ada@acme.example"},  # the same user again in the file
@@ -285,7 +295,13 @@ class TestImport:
             (7, "invalid"),
             (8, "invalid"),
         ]
-        assert all(r["reason"] for r in report["results"] if r["outcome"] == "invalid")
+        reasons = {r["line"]: r["reason"] for r in report["results"]}
+        assert (reasons[4], reasons[5]) == ("already a member", "the same user as line 2")
+        assert all(reasons[line] for line in (6, 7, 8))
+        ada = await kit.client.get(
+            f"/tenants/{tenant['id']}/members/ada@acme.example", headers=headers
+        )
+        assert (ada.json()["name"], ada.json()["via"]) == ("Ada Lovelace", "import")
         assert await listed(kit, tenant) == [
             ("u-grace", "user"),
             ("ada@acme.example", "tenant_admin"),
@@ -300,6 +316,19 @@ class TestImport:
             records = await events.of_tenant(tenant["id"], *[MEMBER_ADDED] * 3)
         imported = [e.data for _, e in records if e.type == MEMBER_ADDED and e.data.via == "import"]
         assert sorted(m.user_id for m in imported) == ["ada@acme.example", "auth0|42"]
+
+    async def test_two_imports_of_one_file_at_once_create_each_user_once(self, kit: Any) -> None:
+        tenant = await kit.create_tenant("acme")
+        rows = [{"line": i, "email": f"user{i}@acme.example"} for i in range(1, 201)]
+        path = f"/tenants/{tenant['id']}/members/import"
+
+        async def run() -> httpx.Response:
+            return await kit.client.post(path, json={"rows": rows}, headers=kit.admin())
+
+        reports = [r.json() for r in await asyncio.gather(run(), run(), run())]
+        assert sum(r["created"] for r in reports) == 200, reports
+        assert all(r["created"] + r["skipped"] == 200 for r in reports)
+        assert len(await listed(kit, tenant, limit=200)) == 200
 
     async def test_too_many_rows_for_one_request_is_422(self, settings: Any, kit: Any) -> None:
         tenant = await kit.create_tenant("acme")

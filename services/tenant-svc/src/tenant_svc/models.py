@@ -97,6 +97,7 @@ class Member(Base):
     tenant_id: Mapped[UUID] = _tenant_fk()
     user_id: Mapped[str] = mapped_column(Text, primary_key=True)
     email: Mapped[str | None] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(Text)
     role: Mapped[str] = mapped_column(Text)
     via: Mapped[str] = mapped_column(Text, default="api")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now)

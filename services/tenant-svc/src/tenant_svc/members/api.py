@@ -96,7 +96,13 @@ async def add_member(
 
         async def produce() -> Response:
             member = await service.add_member(
-                session, ctx.sink, tenant, user_id=body.user_id, email=body.email, role=body.role
+                session,
+                ctx.sink,
+                tenant,
+                user_id=body.user_id,
+                email=body.email,
+                role=body.role,
+                name=body.name,
             )
             return member_response(member, 201)
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import func, select, tuple_
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenant_svc.models import Member
@@ -63,6 +65,20 @@ async def add(session: AsyncSession, member: Member) -> Member:
     session.add(member)
     await session.flush()
     return member
+
+
+async def add_if_new(session: AsyncSession, member: dict[str, Any]) -> Member | None:
+    """Insert a member unless its user id or email is taken; the new row, or None."""
+    statement = insert(Member).values(member).on_conflict_do_nothing().returning(Member)
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def add_new(session: AsyncSession, members: list[dict[str, Any]]) -> set[str]:
+    """Insert members unless their user id or email is taken; the user ids inserted."""
+    if not members:
+        return set()
+    statement = insert(Member).values(members).on_conflict_do_nothing().returning(Member.user_id)
+    return set((await session.execute(statement)).scalars())
 
 
 async def remove(session: AsyncSession, member: Member) -> None:

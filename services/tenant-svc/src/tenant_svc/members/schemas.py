@@ -18,7 +18,14 @@ class MemberIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"user_id": _USER, "email": "ada@acme.example", "role": "tenant_admin"}]
+            "examples": [
+                {
+                    "user_id": _USER,
+                    "email": "ada@acme.example",
+                    "name": "Ada Lovelace",
+                    "role": "tenant_admin",
+                }
+            ]
         },
     )
 
@@ -26,6 +33,7 @@ class MemberIn(BaseModel):
         min_length=1, max_length=200, description="The user's id at the identity provider."
     )
     email: str | None = Field(default=None, max_length=254)
+    name: str | None = Field(default=None, max_length=200, description="Display name.")
     role: MemberRole = Field(default="user")
 
 
@@ -42,6 +50,7 @@ class MemberOut(BaseModel):
                 {
                     "user_id": _USER,
                     "email": "ada@acme.example",
+                    "name": "Ada Lovelace",
                     "role": "tenant_admin",
                     "via": "invitation",
                     "created_at": "2026-12-01T10:00:00Z",
@@ -53,6 +62,7 @@ class MemberOut(BaseModel):
 
     user_id: str
     email: str | None
+    name: str | None = Field(default=None, description="Display name, when one is known.")
     role: MemberRole
     via: Literal["api", "invitation", "import"] = Field(description="How the user joined.")
     created_at: datetime
@@ -63,6 +73,7 @@ class MemberOut(BaseModel):
         return cls(
             user_id=member.user_id,
             email=member.email,
+            name=member.name,
             role=member.role,
             via=member.via,
             created_at=member.created_at,
@@ -91,8 +102,8 @@ class ImportRequest(BaseModel):
     rows: list[dict[str, Any]] = Field(
         min_length=1,
         description="Objects with `email`, optional `user_id` (the email when left out), "
-        "optional `role` (`user` — default —, `tenant_admin`/`admin`) and optional `line` "
-        "(the row's line in the file, echoed in the results).",
+        "optional `role` (`user` — default —, `tenant_admin`/`admin`), optional `name` (display "
+        "name) and optional `line` (the row's line in the file, echoed in the results).",
     )
 
 

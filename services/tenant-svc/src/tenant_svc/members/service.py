@@ -19,6 +19,7 @@ Via = Literal["api", "invitation", "import"]
 MEMBER_ROLES = (Role.TENANT_ADMIN, Role.USER)
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 USER_ID_MAX = 200
+NAME_MAX = 200
 
 
 def normalise_email(email: str | None) -> str | None:
@@ -38,6 +39,16 @@ def check_user_id(user_id: str) -> str:
             field="user_id",
         )
     return user_id
+
+
+def clean_name(name: str | None) -> str | None:
+    """A display name: trimmed, printable, at most ``NAME_MAX`` characters; None when blank."""
+    if name is None:
+        return None
+    name = " ".join(name.split())
+    if len(name) > NAME_MAX or not name.isprintable():
+        raise InvalidMember(f"A name is at most {NAME_MAX} printable characters.", field="name")
+    return name or None
 
 
 def check_role(role: str) -> Role:
@@ -80,30 +91,35 @@ async def add_member(
     user_id: str,
     email: str | None,
     role: str,
+    name: str | None = None,
     via: Via = "api",
 ) -> Member:
     """Add a user to the tenant; a user id or email already there is a 409."""
     _writable(tenant)
     user_id = check_user_id(user_id)
     email = normalise_email(email)
+    name = clean_name(name)
     checked_role = check_role(role)
     if await repository.get(session, tenant.id, user_id) is not None:
         raise MemberExists(f"{user_id!r} is already a member.", user_id=user_id)
     if email and await repository.get_by_email(session, tenant.id, email) is not None:
         raise MemberExists(f"A member with the email {email!r} exists already.", email=email)
     now = datetime.now(UTC)
-    member = await repository.add(
+    member = await repository.add_if_new(
         session,
-        Member(
-            tenant_id=tenant.id,
-            user_id=user_id,
-            email=email,
-            role=str(checked_role),
-            via=via,
-            created_at=now,
-            updated_at=now,
-        ),
+        {
+            "tenant_id": tenant.id,
+            "user_id": user_id,
+            "email": email,
+            "name": name,
+            "role": str(checked_role),
+            "via": via,
+            "created_at": now,
+            "updated_at": now,
+        },
     )
+    if member is None:  # the same user was added by a request running at the same time
+        raise MemberExists(f"{user_id!r} or {email!r} became a member just now.", user_id=user_id)
     await sink.publish(session, _added(member, via))
     return member
 
