@@ -9,7 +9,7 @@ from dataclasses import asdict
 import typer
 from rich.console import Console
 
-from stellara_cli import dlq, events
+from stellara_cli import dlq, events, tenants
 from stellara_cli.stack import LocalStack, StackError
 from stellara_cli.token import token as token_command
 
@@ -20,6 +20,7 @@ app = typer.Typer(
 )
 app.add_typer(events.app, name="events")
 app.add_typer(dlq.app, name="dlq")
+app.add_typer(tenants.app, name="tenants")
 app.command("token")(token_command)
 console = Console(stderr=True)
 out = Console()
