@@ -290,10 +290,11 @@ async def import_users(
         response = await _send(client, endpoint, "POST", path, json={"rows": batch})
         if response.status_code != 200:
             done = len(result.results) - len(users.invalid)
+            hint = " (a smaller --batch-size may fit)" if response.status_code == 422 else ""
             raise ImportFailed(
                 f"The import stopped after {done} of {len(users.rows)} rows: "
-                f"{_problem(response)}. Rows sent so far are in; fix the cause and run the "
-                "same command again (users already imported are skipped)."
+                f"{_problem(response)}{hint}. Rows sent so far are in; fix the cause and run "
+                "the same command again (users already imported are skipped)."
             )
         result.results.extend(response.json()["results"])
         advance(len(batch))
