@@ -68,6 +68,8 @@ Hook = Callable[["PreparedBatch"], Awaitable[None]]
 
 #: records decoded between two turns of the event loop
 YIELD_EVERY = 500
+#: transactions tried for one batch when other writers keep recording its events first
+FOLD_ATTEMPTS = 3
 
 
 @dataclass
@@ -458,18 +460,29 @@ class UsageIngester:
         await self._prepare_partitions(rows)
         assert self._epoch is not None
         _, epoch, probe_from = self._epoch
-        crossings: list[quotas.Crossing] = []
-        fired: list[quotas.Crossing] = []
         new_metrics = set(map(itemgetter(ROW_METRIC), rows)) - self.meters.with_data
-        async with db.system_transaction() as session:
-            conn = await asyncpg_connection(session)
-            result = await repo.fold_batch(conn, rows, epoch=epoch, probe_from=probe_from)
-            if new_metrics:
-                await repo.mark_meters_with_data(conn, new_metrics)
-            if result.periods:
-                crossings, fired = await self._raise_alerts(session, conn, result.periods)
-            if self.faults.before_db_commit is not None:
-                await self.faults.before_db_commit(batch)
+        attempt = 1
+        while True:
+            crossings: list[quotas.Crossing] = []
+            fired: list[quotas.Crossing] = []
+            try:
+                async with db.system_transaction() as session:
+                    conn = await asyncpg_connection(session)
+                    result = await repo.fold_batch(conn, rows, epoch=epoch, probe_from=probe_from)
+                    if new_metrics:
+                        await repo.mark_meters_with_data(conn, new_metrics)
+                    if result.periods:
+                        crossings, fired = await self._raise_alerts(session, conn, result.periods)
+                    if self.faults.before_db_commit is not None:
+                        await self.faults.before_db_commit(batch)
+                break
+            except asyncpg.UniqueViolationError:
+                # another replica recorded some of these events since the probe (both
+                # held the batch across a rebalance): probe again in a new transaction
+                if attempt == FOLD_ATTEMPTS:
+                    raise
+                attempt += 1
+                log.info("usage batch raced another writer; folding it again")
         self.meters.with_data |= new_metrics
         # recorded now or earlier (by a previous run or another replica): no need to ask again
         self.fired.update(crossing.key for crossing in crossings)

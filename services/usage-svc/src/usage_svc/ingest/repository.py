@@ -3,13 +3,15 @@
 ``fold_batch`` runs inside the caller's transaction:
 
 1. COPY the batch into a temporary staging table (``ON COMMIT DELETE ROWS``);
-2. one statement records each (tenant, event id) in the dedup ledger with
-   ``ON CONFLICT DO NOTHING`` — the current epoch's unique key catches
-   duplicates within the epoch, an anti-join probes the older epochs still
-   inside the window — and only the rows it inserted (``RETURNING``) go on to
-   ``raw_events``, the hourly aggregates, the distinct-value sets and the
-   period totals (upserts that add to what is there);
-3. the period totals it touched come back for the quota check.
+2. delete from it the events the dedup ledger already holds (one index probe
+   per event, over the epochs still inside the window);
+3. one statement records the rest in the ledger (a plain insert: should another
+   replica fold one of them meanwhile, the unique key fails the transaction and
+   the caller retries it, probe included) and folds them into ``raw_events``,
+   the hourly aggregates, the distinct-value sets and the period totals
+   (upserts that add to what is there; the period totals are folded from the
+   batch's hourly groups, not from the events again);
+4. the period totals it touched come back for the quota check.
 
 A replayed batch finds every id in the ledger, inserts nothing, and so adds
 nothing to any aggregate.
@@ -54,53 +56,54 @@ _FOLD_COLUMNS = """
     last_at = greatest(agg.last_at, EXCLUDED.last_at)
 """
 
-_FOLDED = """
-    sum(value), count(*), min(value), max(value),
-    (array_agg(value ORDER BY occurred_at DESC, value DESC))[1], max(occurred_at)
+#: hour buckets in UTC (as ``date_trunc('hour', t, 'UTC')``, for less work)
+_HOUR = "date_bin('1 hour', occurred_at, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
+
+#: $1 current epoch, $2 oldest epoch start still inside the window. A scalar subquery
+#: with LIMIT, so that the plan stays one index probe per staged event whatever the
+#: statistics say (the staging table has none).
+PROBE_SQL = f"""
+DELETE FROM {STAGING_TABLE} s
+ WHERE (SELECT true FROM usage_dedup d
+         WHERE d.tenant_id = s.tenant_id AND d.event_id = s.event_id
+           AND d.epoch >= $2::date AND d.epoch <= $1::date
+         LIMIT 1)
 """
 
-#: $1 current epoch, $2 oldest epoch start still inside the window
+#: $1 current epoch; the staging table holds only events the ledger does not
 FOLD_SQL = f"""
-WITH fresh AS (
-    INSERT INTO usage_dedup AS d (tenant_id, event_id, epoch)
-    SELECT s.tenant_id, s.event_id, $1::date FROM {STAGING_TABLE} s
-     WHERE NOT EXISTS (
-        SELECT 1 FROM usage_dedup o
-         WHERE o.tenant_id = s.tenant_id AND o.event_id = s.event_id
-           AND o.epoch >= $2::date AND o.epoch < $1::date)
-    ON CONFLICT DO NOTHING
-    RETURNING d.tenant_id, d.event_id
-), accepted AS MATERIALIZED (
-    SELECT s.* FROM {STAGING_TABLE} s
-      JOIN fresh f ON f.tenant_id = s.tenant_id AND f.event_id = s.event_id
+WITH ledger AS (
+    INSERT INTO usage_dedup (tenant_id, event_id, epoch)
+    SELECT tenant_id, event_id, $1::date FROM {STAGING_TABLE} ORDER BY tenant_id, event_id
 ), raw AS (
     INSERT INTO raw_events (tenant_id, event_id, metric, value, occurred_at, source, properties)
-    SELECT tenant_id, event_id, metric, value, occurred_at, source, properties FROM accepted
+    SELECT tenant_id, event_id, metric, value, occurred_at, source, properties FROM {STAGING_TABLE}
 ), uniq AS (
     INSERT INTO unique_values_hourly (tenant_id, metric, hour, value)
-    SELECT DISTINCT tenant_id, metric, date_trunc('hour', occurred_at, 'UTC'), unique_value
-      FROM accepted WHERE unique_value IS NOT NULL
+    SELECT DISTINCT tenant_id, metric, {_HOUR}, unique_value
+      FROM {STAGING_TABLE} WHERE unique_value IS NOT NULL
     ON CONFLICT DO NOTHING
+), hours AS MATERIALIZED (
+    SELECT tenant_id, metric, {_HOUR} AS hour, tracked,
+           sum(value) AS sum, count(*) AS count, min(value) AS min, max(value) AS max,
+           (array_agg(value ORDER BY occurred_at DESC, value DESC))[1] AS last_value,
+           max(occurred_at) AS last_at
+      FROM {STAGING_TABLE} GROUP BY 1, 2, 3, 4
 ), hourly AS (
     INSERT INTO hourly_aggregates AS agg
         (tenant_id, metric, hour, sum, count, min, max, last_value, last_at)
-    SELECT tenant_id, metric, date_trunc('hour', occurred_at, 'UTC'), {_FOLDED}
-      FROM accepted GROUP BY 1, 2, 3
+    SELECT tenant_id, metric, hour, sum, count, min, max, last_value, last_at FROM hours
     ON CONFLICT (tenant_id, metric, hour) DO UPDATE SET {_FOLD_COLUMNS}
-), period AS (
-    INSERT INTO period_aggregates AS agg
-        (tenant_id, metric, period_start, sum, count, min, max, last_value, last_at)
-    SELECT tenant_id, metric, date_trunc('month', occurred_at, 'UTC')::date, {_FOLDED}
-      FROM accepted WHERE tracked GROUP BY 1, 2, 3
-    ON CONFLICT (tenant_id, metric, period_start) DO UPDATE SET {_FOLD_COLUMNS}
-    RETURNING agg.tenant_id, agg.metric, agg.period_start, agg.sum, agg.count, agg.min,
-              agg.max, agg.last_value, agg.last_at
 )
-SELECT tenant_id, metric, period_start, sum, count, min, max, last_value, last_at,
-       NULL::bigint AS accepted
-  FROM period
-UNION ALL
-SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, (SELECT count(*) FROM accepted)
+INSERT INTO period_aggregates AS agg
+    (tenant_id, metric, period_start, sum, count, min, max, last_value, last_at)
+SELECT tenant_id, metric, date_trunc('month', hour, 'UTC')::date,
+       sum(sum), sum(count), min(min), max(max),
+       (array_agg(last_value ORDER BY last_at DESC, last_value DESC))[1], max(last_at)
+  FROM hours WHERE tracked GROUP BY 1, 2, 3
+ON CONFLICT (tenant_id, metric, period_start) DO UPDATE SET {_FOLD_COLUMNS}
+RETURNING agg.tenant_id, agg.metric, agg.period_start, agg.sum, agg.count, agg.min,
+          agg.max, agg.last_value, agg.last_at
 """
 
 
@@ -136,37 +139,38 @@ async def fold_batch(
     epoch: date,
     probe_from: date,
 ) -> FoldResult:
-    """Record ``rows`` once each; fold the new ones into the aggregates (in the open transaction)."""
+    """Record ``rows`` once each; fold the new ones into the aggregates (in the open transaction).
+
+    Raises ``asyncpg.UniqueViolationError`` when another transaction recorded one of
+    the events meanwhile: roll back and call again.
+    """
     await _ensure_staging(conn)
     try:
         await conn.copy_records_to_table(STAGING_TABLE, records=rows, columns=STAGING_COLUMNS)
-        result = await conn.fetch(FOLD_SQL, epoch, probe_from)
+        status = await conn.execute(PROBE_SQL, epoch, probe_from)
+        known = int(status.rsplit(" ", 1)[1])  # "DELETE <n>"
+        result = await conn.fetch(FOLD_SQL, epoch) if known < len(rows) else []
     except BaseException:
         # the transaction rolls back, and with it a staging table created in it
         _staged.discard(conn)
         raise
-    accepted = 0
-    periods = []
-    for row in result:
-        if row["tenant_id"] is None:
-            accepted = row["accepted"]
-            continue
-        periods.append(
-            PeriodTotals(
-                row["tenant_id"],
-                row["metric"],
-                row["period_start"],
-                Totals(
-                    sum=row["sum"],
-                    count=row["count"],
-                    min=row["min"],
-                    max=row["max"],
-                    last_value=row["last_value"],
-                    last_at=row["last_at"],
-                ),
-            )
+    periods = [
+        PeriodTotals(
+            row["tenant_id"],
+            row["metric"],
+            row["period_start"],
+            Totals(
+                sum=row["sum"],
+                count=row["count"],
+                min=row["min"],
+                max=row["max"],
+                last_value=row["last_value"],
+                last_at=row["last_at"],
+            ),
         )
-    return FoldResult(accepted=accepted, periods=periods)
+        for row in result
+    ]
+    return FoldResult(accepted=len(rows) - known, periods=periods)
 
 
 async def unique_counts(
