@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import httpx
@@ -78,6 +79,30 @@ class TestProblems:
         assert "secret internals" not in response.text
         assert "Traceback" not in response.text
         assert response.headers["x-request-id"] in response.json()["detail"]
+
+    async def test_the_error_log_names_the_route_not_the_path(self) -> None:
+        """A path can carry a secret (an invitation token); the log keeps the template."""
+        records: list[logging.LogRecord] = []
+        handler = logging.Handler()
+        handler.emit = records.append  # type: ignore[method-assign]
+        logger = logging.getLogger("stellara_kit.problems")
+        logger.addHandler(handler)
+        app = make_app()
+
+        @app.post("/invitations/{token}/accept")
+        async def accept(token: str) -> None:
+            raise RuntimeError("broken")
+
+        secret = "s3cr3t-token-value"
+        try:
+            async with client(app) as http:
+                response = await http.post(f"/invitations/{secret}/accept")
+        finally:
+            logger.removeHandler(handler)
+        assert response.status_code == 500
+        logged = "\n".join(r.getMessage() for r in records)
+        assert "/invitations/{token}/accept" in logged
+        assert secret not in logged
 
 
 class TestHealthAndMetrics:

@@ -132,6 +132,35 @@ class TestNoDoubleSending:
         assert leftovers == 0
         assert {i["delivery_state"] for i in listed.json()["items"]} == {"sent"}
 
+    async def test_revoked_while_on_its_way_the_mail_is_recorded_but_not_announced(
+        self, start: StartService, mail: MailSink
+    ) -> None:
+        async with start(**QUIET) as svc:
+            tenant_id = await svc.create_tenant()
+            await invite_quietly(svc, tenant_id, ["ada@acme.example"])
+            (listed,) = (
+                await svc.client.get(f"/tenants/{tenant_id}/invitations", headers=svc.headers())
+            ).json()["items"]
+            services = svc.app.state.services
+            held = RecordingMailer(hold_first=True)
+            sender = InvitationSender(services.db, services.invitations, held, svc.settings)
+
+            sending = asyncio.create_task(sender.send_next())
+            await held.holding.wait()
+            revoked = await svc.client.post(
+                f"/tenants/{tenant_id}/invitations/{listed['id']}/revoke",
+                headers=svc.admin_of(tenant_id),
+            )
+            held.release.set()
+            await sending
+            after = await svc.invitation(tenant_id, listed["id"])
+            events = await svc.published()
+
+        assert revoked.status_code == 200, revoked.text
+        assert after["status"] == "revoked"
+        assert after["delivery_state"] == "sent"  # it did go out; its link no longer works
+        assert not svc.of_type(events, "invitation_sent")
+
 
 class TestSweeper:
     async def test_an_expired_invitation_is_announced_once(self, svc: Harness) -> None:

@@ -309,9 +309,9 @@ class TestListResendRevoke:
         second = await svc.client.post(f"{base}/revoke", headers=svc.admin_of(tenant_id))
 
         assert first.status_code == second.status_code == 200
-        assert first.json() == second.json()
-        assert first.json()["status"] == "revoked"
-        assert first.json()["revoked_at"] is not None
+        # (the mail may go out in between; delivery fields are the sender's)
+        assert first.json()["status"] == second.json()["status"] == "revoked"
+        assert first.json()["revoked_at"] == second.json()["revoked_at"] is not None
 
 
 class TestAccess:

@@ -28,7 +28,9 @@ def _default(field: Any) -> str:
     if isinstance(value, SecretStr):
         return "*(secret; dev placeholder)*"
     if value is None:
-        return ""
+        return "*(unset)*"
+    if value == "":
+        return "*(empty)*"
     if isinstance(value, (dict, list, tuple, set, frozenset)):
         text = json.dumps(
             sorted(value) if isinstance(value, (set, frozenset)) else value, default=str

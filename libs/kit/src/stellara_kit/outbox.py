@@ -154,8 +154,9 @@ class OutboxRelay:
         self._wake.set()
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # the loops also check _stopping, so a cancellation lost inside a wait ends them too
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._task, timeout=10)
             self._task = None
         self.is_leader = False
 
@@ -185,7 +186,11 @@ class OutboxRelay:
         try:
             await conn.add_listener(NOTIFY_CHANNEL, self._notified)
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.lock_key):
+                if self._stopping:
+                    return
                 await self._sleep(self.standby_poll_seconds)
+            if self._stopping:
+                return
             self.is_leader = True
             log.info("outbox relay %s is active", self.name)
             producer = AIOKafkaProducer(

@@ -104,7 +104,10 @@ def problem_response(problem: Problem, request: Request | None = None) -> JSONRe
 def internal_error_response(request: Request, exc: BaseException) -> JSONResponse:
     """A 500 problem that names the request id and nothing of the internals (they are logged)."""
     request_id = getattr(request.state, "request_id", None)
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    from stellara_kit.observability import route_template  # imports this module
+
+    # the route template, not the path: a path can carry a secret (an invitation token)
+    log.error("unhandled error on %s %s", request.method, route_template(request), exc_info=exc)
     problem = Problem(
         "An unexpected error occurred; it was logged"
         + (f" with request id {request_id}." if request_id else "."),

@@ -306,11 +306,17 @@ class Downstreams:
         method: str,
         path: str,
         *,
+        route: str | None = None,
         query: str,
         headers: Mapping[str, str],
         body: bytes,
     ) -> Response:
-        """Send the request to ``service`` and return its answer as the gateway's response."""
+        """Send the request to ``service`` and return its answer as the gateway's response.
+
+        Logs name the route template (``route``), never the raw path: a path can carry a
+        secret, such as an invitation token.
+        """
+        logged = route or "(route)"
         base = self.urls[service]
         target = path + ("?" + query if query else "")
         request = httpx.Request(
@@ -330,7 +336,7 @@ class Downstreams:
                 if attempt < attempts:
                     await asyncio.sleep(_RETRY_BACKOFF_SECONDS * attempt)
                     continue
-                log.warning("%s unreachable for %s %s: %r", service, method, path, exc)
+                log.warning("%s unreachable for %s %s: %r", service, method, logged, exc)
                 raise DownstreamUnavailable(
                     f"{service} is not reachable; retry in a moment.",
                     headers={"Retry-After": "1"},
@@ -343,12 +349,12 @@ class Downstreams:
                     service=str(service),
                 ) from exc
             except httpx.TimeoutException as exc:
-                log.warning("%s timed out for %s %s", service, method, path)
+                log.warning("%s timed out for %s %s", service, method, logged)
                 raise DownstreamTimeout(
                     f"{service} did not answer in time.", service=str(service)
                 ) from exc
             except httpx.HTTPError as exc:
-                log.warning("%s failed for %s %s: %r", service, method, path, exc)
+                log.warning("%s failed for %s %s: %r", service, method, logged, exc)
                 raise DownstreamUnavailable(
                     f"{service} closed the connection; retry in a moment.",
                     headers={"Retry-After": "1"},

@@ -222,6 +222,7 @@ class Member(BaseModel):
 
     user_id: str = Field(examples=[USER])
     email: str | None = Field(default=None, examples=["ada@acme.example"])
+    name: str | None = Field(default=None, examples=["Ada Lovelace"])
     role: Literal["tenant_admin", "user"] = Field(examples=["user"])
     via: Literal["api", "invitation", "import"] = Field(examples=["api"])
     created_at: datetime = Field(examples=[WHEN])

@@ -191,6 +191,7 @@ class Gateway:
             route.service,
             route.method,
             path,
+            route=route.path,
             query=scope.get("query_string", b"").decode("latin-1"),
             headers=headers,
             body=body,

@@ -128,7 +128,7 @@ async def start_onboarding(
     tags=["onboarding"],
     summary="A tenant's onboarding progress",
     response_model=OnboardingStatus,
-    responses=problem_responses(401, 404),
+    responses=problem_responses(401, 404, 409),
 )
 async def onboarding_status(
     tenant_id: TenantId, principal: CurrentPrincipal, services: ServicesDep

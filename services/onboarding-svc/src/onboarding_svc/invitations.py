@@ -310,11 +310,13 @@ class Invitations:
             return False
         now = self.clock()
         invitation.delivery_attempts += 1
+        still_open = invitation.status == InvitationStatus.PENDING
         if error is None:
             invitation.delivery_state = DeliveryState.SENT
             invitation.sent_at = now
             invitation.next_delivery_at = None
             invitation.last_delivery_error = None
+        if error is None and still_open:
             await self._publish(
                 session,
                 InvitationSent(
@@ -325,6 +327,13 @@ class Invitations:
                     expires_at=invitation.expires_at,
                 ),
             )
+        elif error is None:
+            # revoked or expired while the mail was on its way: the mail went out (and its link
+            # no longer works), but nothing is announced for a closed invitation
+            pass
+        elif not still_open:
+            invitation.next_delivery_at = None  # no further tries for a closed invitation
+            invitation.last_delivery_error = error[:1000]
         elif invitation.delivery_attempts >= self.max_attempts:
             invitation.delivery_state = DeliveryState.FAILED
             invitation.next_delivery_at = None

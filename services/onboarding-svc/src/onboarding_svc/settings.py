@@ -83,7 +83,10 @@ class Settings(ServiceSettings):
         default=60.0, gt=0, description="How often expired invitations are looked for."
     )
     sweeper_batch_size: int = Field(
-        default=200, ge=1, le=10_000, description="Invitations one sweeper round expires at most."
+        default=200,
+        ge=1,
+        le=10_000,
+        description="Invitations expired per transaction; a round takes batches until one is not full.",
     )
 
     @field_validator("accept_url_template")
