@@ -174,9 +174,12 @@ class TestAuthorization:
         )
         assert response.status_code == 200, response.text
 
-    @pytest.mark.parametrize(("scopes", "status"), [(frozenset(), 403), ({"usage:read"}, 200)])
+    @pytest.mark.parametrize(
+        ("scopes", "status"),
+        [(set(), 403), ({"usage:write"}, 403), ({"usage:read"}, 200), ({"tenant:read"}, 200)],
+    )
     async def test_an_api_key_needs_the_usage_read_scope(
-        self, service: RunningService, scopes: frozenset[str], status: int
+        self, service: RunningService, scopes: set[str], status: int
     ) -> None:
         tenant = (await service.new_tenant()).tenant_id
         principal = Principal(

@@ -6,15 +6,25 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from stellara_kit.auth import CurrentPrincipal
 from stellara_kit.problems import problem_responses
 from usage_svc import meter_admin, service
-from usage_svc.deps import CSV_RESPONSE, Parts, csv_response, wants_csv
+from usage_svc.deps import Parts, csv_response, ok_response, wants_csv
 from usage_svc.errors import PlanNotInCatalogue
-from usage_svc.plans import Plan, period_of
+from usage_svc.plans import BUILTIN_PLANS, Plan, period_of
 from usage_svc.schemas import (
+    EXAMPLE_TENANT,
+    INVOICE_PREVIEW_CSV,
+    INVOICE_PREVIEW_EXAMPLE,
+    METER_LIST_EXAMPLE,
+    USAGE_SERIES_CSV,
+    USAGE_SERIES_EXAMPLE,
+    USAGE_SUMMARY_CSV,
+    USAGE_SUMMARY_EXAMPLE,
+    USAGE_TRENDS_CSV,
+    USAGE_TRENDS_EXAMPLE,
     InvoicePreview,
     MeterIn,
     MeterList,
@@ -32,6 +42,9 @@ from usage_svc.schemas import (
 
 router = APIRouter()
 
+TenantId = Annotated[
+    UUID, Path(description="The tenant whose usage is read.", examples=[EXAMPLE_TENANT])
+]
 From = Annotated[
     str | None,
     Query(
@@ -50,7 +63,11 @@ To = Annotated[
 ]
 Metrics = Annotated[
     list[str] | None,
-    Query(alias="metric", description="Meter keys (repeat for several); default: all."),
+    Query(
+        alias="metric",
+        description="Meter keys (repeat for several); default: all.",
+        examples=[["api_calls", "storage_bytes"]],
+    ),
 ]
 TimeZone = Annotated[
     str, Query(description="IANA time zone the days are counted in.", examples=["Europe/Berlin"])
@@ -69,10 +86,10 @@ def _now() -> datetime:
     tags=["usage"],
     summary="Usage per metric over a range",
     response_model=UsageSummary,
-    responses={**_READ_ERRORS, **CSV_RESPONSE},
+    responses={**_READ_ERRORS, **ok_response(USAGE_SUMMARY_EXAMPLE, USAGE_SUMMARY_CSV)},
 )
 async def get_usage(
-    tenant_id: UUID,
+    tenant_id: TenantId,
     request: Request,
     parts: Parts,
     principal: CurrentPrincipal,
@@ -146,10 +163,10 @@ async def get_usage(
     tags=["usage"],
     summary="Usage per day (or hour, or month) in a time zone",
     response_model=UsageSeries,
-    responses={**_READ_ERRORS, **CSV_RESPONSE},
+    responses={**_READ_ERRORS, **ok_response(USAGE_SERIES_EXAMPLE, USAGE_SERIES_CSV)},
 )
 async def get_usage_daily(
-    tenant_id: UUID,
+    tenant_id: TenantId,
     request: Request,
     parts: Parts,
     principal: CurrentPrincipal,
@@ -159,7 +176,7 @@ async def get_usage_daily(
     tz: TimeZone = "UTC",
     window: Annotated[
         Literal["hour", "day", "month"],
-        Query(description="Bucket size; days and months are local to `tz`."),
+        Query(description="Bucket size; days and months are local to `tz`.", examples=["day"]),
     ] = "day",
 ) -> UsageSeries | Response:
     """One row per metric and local day (hour, month) of the range, with zeros for days without
@@ -199,16 +216,17 @@ async def get_usage_daily(
     tags=["usage"],
     summary="This period against the previous one, with a projection",
     response_model=UsageTrends,
-    responses={**_READ_ERRORS, **CSV_RESPONSE},
+    responses={**_READ_ERRORS, **ok_response(USAGE_TRENDS_EXAMPLE, USAGE_TRENDS_CSV)},
 )
 async def get_usage_trends(
-    tenant_id: UUID,
+    tenant_id: TenantId,
     request: Request,
     parts: Parts,
     principal: CurrentPrincipal,
     metric: Metrics = None,
     period: Annotated[
-        Literal["7d", "30d"], Query(description="Length of the periods compared.")
+        Literal["7d", "30d"],
+        Query(description="Length of the periods compared.", examples=["7d"]),
     ] = "7d",
 ) -> UsageTrends | Response:
     """The last 7 (30) days against the 7 (30) before: absolute and percent change, a trailing
@@ -267,10 +285,14 @@ async def get_usage_trends(
     tags=["billing"],
     summary="Rated line items of the current billing period",
     response_model=InvoicePreview,
-    responses={**_READ_ERRORS, **problem_responses(409), **CSV_RESPONSE},
+    responses={
+        **_READ_ERRORS,
+        **problem_responses(409),
+        **ok_response(INVOICE_PREVIEW_EXAMPLE, INVOICE_PREVIEW_CSV),
+    },
 )
 async def get_invoice_preview(
-    tenant_id: UUID, request: Request, parts: Parts, principal: CurrentPrincipal
+    tenant_id: TenantId, request: Request, parts: Parts, principal: CurrentPrincipal
 ) -> InvoicePreview | Response:
     """What the period costs so far: per metric the quantity, included units, overage, unit
     price and amount, then the total with the plan's base fee."""
@@ -315,7 +337,10 @@ async def get_invoice_preview(
     tags=["billing"],
     summary="The plan catalogue",
     response_model=list[Plan],
-    responses=problem_responses(401),
+    responses={
+        **problem_responses(401),
+        **ok_response([BUILTIN_PLANS["starter"].model_dump(mode="json")]),
+    },
 )
 async def list_plans(parts: Parts, principal: CurrentPrincipal) -> list[Plan]:
     """Every plan: base fee, billing period, and per metric the included units, unit price and
@@ -328,7 +353,7 @@ async def list_plans(parts: Parts, principal: CurrentPrincipal) -> list[Plan]:
     tags=["meters"],
     summary="The meter catalogue",
     response_model=MeterList,
-    responses=problem_responses(401),
+    responses={**problem_responses(401), **ok_response(METER_LIST_EXAMPLE)},
 )
 async def list_meters(parts: Parts, principal: CurrentPrincipal) -> MeterList:
     """Every meter: key, aggregation, unit, description, and whether it has data."""

@@ -20,7 +20,8 @@ from usage_svc.errors import TenantNotFound
 from usage_svc.meter_catalogue import MeterCatalogue
 from usage_svc.settings import Settings
 
-USAGE_READ_SCOPE = "usage:read"
+#: API-key scopes that may read a tenant's usage (as the public API documents them)
+USAGE_READ_SCOPES = frozenset({"usage:read", "tenant:read"})
 CSV = "text/csv"
 
 
@@ -36,10 +37,10 @@ class UsageParts:
     def readable_tenant(self, principal: Principal, tenant_id: UUID) -> TenantSnapshot:
         """The tenant whose usage the caller may read; anyone else's is a 404."""
         principal.require_read(tenant_id)
-        if principal.via == "api_key" and USAGE_READ_SCOPE not in principal.scopes:
+        if principal.via == "api_key" and not principal.scopes & USAGE_READ_SCOPES:
             raise Forbidden(
-                f"This API key lacks the `{USAGE_READ_SCOPE}` scope.",
-                required_scope=USAGE_READ_SCOPE,
+                "This API key has neither the `usage:read` nor the `tenant:read` scope.",
+                required_scope=sorted(USAGE_READ_SCOPES),
             )
         tenant = self.directory.get(tenant_id)
         if tenant is None:
@@ -82,9 +83,10 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
-    200: {
-        "content": {CSV: {"schema": {"type": "string"}}},
-        "description": "JSON, or CSV with `Accept: text/csv`.",
-    }
-}
+def ok_response(example: Any, csv_example: str | None = None) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI of a 200 answer: a JSON example and, for routes that speak CSV, a CSV one."""
+    content: dict[str, Any] = {"application/json": {"example": example}}
+    if csv_example is None:
+        return {200: {"content": content}}
+    content[CSV] = {"schema": {"type": "string"}, "example": csv_example}
+    return {200: {"content": content, "description": "JSON, or CSV with `Accept: text/csv`."}}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -189,3 +189,170 @@ class MeterIn(BaseModel):
 
 class MeterList(_Out):
     items: list[MeterOut]
+
+
+# --------------------------------------------------------------------- OpenAPI examples
+# Built from the models themselves, so an example can never drift from its schema.
+def _dump(model: BaseModel) -> Any:
+    return model.model_dump(mode="json", by_alias=True)
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+EXAMPLE_TENANT = UUID(_TENANT)
+
+USAGE_SUMMARY_EXAMPLE = _dump(
+    UsageSummary(
+        tenant_id=EXAMPLE_TENANT,
+        start=_at("2026-12-01T00:00:00+00:00"),
+        end=_at("2026-12-08T00:00:00+00:00"),
+        tz="UTC",
+        metrics=[
+            MetricUsage(
+                metric="api_calls",
+                aggregation=Aggregation.SUM,
+                unit="calls",
+                value=1234,
+                events=1200,
+                daily_average=176.285714,
+                peak_day=date(2026, 12, 3),
+                peak_value=220,
+            ),
+            MetricUsage(
+                metric="storage_bytes",
+                aggregation=Aggregation.MAX,
+                unit="bytes",
+                value=5_368_709_120,
+                events=168,
+                daily_average=5_100_000_000,
+                peak_day=date(2026, 12, 7),
+                peak_value=5_368_709_120,
+            ),
+        ],
+    )
+)
+USAGE_SUMMARY_CSV = (
+    "metric,aggregation,unit,value,events,daily_average,peak_day,peak_value\n"
+    "api_calls,SUM,calls,1234,1200,176.285714,2026-12-03,220\n"
+    "storage_bytes,MAX,bytes,5368709120,168,5100000000,2026-12-07,5368709120\n"
+)
+
+USAGE_SERIES_EXAMPLE = _dump(
+    UsageSeries(
+        tenant_id=EXAMPLE_TENANT,
+        start=_at("2026-10-24T22:00:00+00:00"),
+        end=_at("2026-10-26T23:00:00+00:00"),
+        tz="Europe/Berlin",
+        window="day",
+        rows=[
+            UsagePoint(
+                date=date(2026, 10, 25),
+                start=_at("2026-10-25T00:00:00+02:00"),
+                metric="api_calls",
+                value=120,
+                events=118,
+            ),
+            UsagePoint(
+                date=date(2026, 10, 26),
+                start=_at("2026-10-26T00:00:00+01:00"),
+                metric="api_calls",
+                value=0,
+                events=0,
+            ),
+        ],
+    )
+)
+USAGE_SERIES_CSV = (
+    "date,start,metric,value,events\n"
+    "2026-10-25,2026-10-25T00:00:00+02:00,api_calls,120,118\n"
+    "2026-10-26,2026-10-26T00:00:00+01:00,api_calls,0,0\n"
+)
+
+USAGE_TRENDS_EXAMPLE = _dump(
+    UsageTrends(
+        tenant_id=EXAMPLE_TENANT,
+        as_of=_at("2026-12-08T09:30:00+00:00"),
+        metrics=[
+            MetricTrendOut(
+                metric="api_calls",
+                aggregation=Aggregation.SUM,
+                unit="calls",
+                period="7d",
+                current=TrendWindow(
+                    start=_at("2026-12-01T10:00:00+00:00"),
+                    end=_at("2026-12-08T10:00:00+00:00"),
+                    value=850,
+                ),
+                previous=TrendWindow(
+                    start=_at("2026-11-24T10:00:00+00:00"),
+                    end=_at("2026-12-01T10:00:00+00:00"),
+                    value=730,
+                ),
+                change=120,
+                change_percent=16.44,
+                moving_average=121.43,
+                days=[TrendDay(date=date(2026, 12, 8), value=130, moving_average=121.43)],
+                projection=UsageProjection(
+                    period_start=date(2026, 12, 1),
+                    period_end=date(2027, 1, 1),
+                    to_date=900,
+                    projected=3800,
+                    limit=500_000,
+                    percent_of_limit=0.76,
+                ),
+            )
+        ],
+    )
+)
+USAGE_TRENDS_CSV = "metric,date,value,moving_average\napi_calls,2026-12-08,130,121.43\n"
+
+INVOICE_PREVIEW_EXAMPLE = _dump(
+    InvoicePreview(
+        tenant_id=EXAMPLE_TENANT,
+        plan="starter",
+        currency="USD",
+        period_start=date(2026, 12, 1),
+        period_end=date(2027, 1, 1),
+        as_of=_at("2026-12-08T09:30:00+00:00"),
+        base_fee=Decimal("49.00"),
+        line_items=[
+            LineItem(
+                metric="api_calls",
+                quantity=Decimal(120_000),
+                included=Decimal(100_000),
+                overage=Decimal(20_000),
+                unit_price=Decimal("0.0002"),
+                amount=Decimal("4.00"),
+            )
+        ],
+        total=Decimal("53.00"),
+    )
+)
+INVOICE_PREVIEW_CSV = (
+    "metric,quantity,included,overage,unit_price,amount\n"
+    "api_calls,120000,100000,20000,0.0002,4.00\n"
+)
+
+METER_LIST_EXAMPLE = _dump(
+    MeterList(
+        items=[
+            MeterOut(
+                key="api_calls",
+                aggregation=Aggregation.SUM,
+                unit="calls",
+                description="API requests a tenant made (from the gateway).",
+                has_data=True,
+            ),
+            MeterOut(
+                key="unique_visitors",
+                aggregation=Aggregation.UNIQUE_COUNT,
+                unit="visitors",
+                description="Distinct visitors.",
+                unique_property="user_id",
+                has_data=False,
+            ),
+        ]
+    )
+)
