@@ -10,8 +10,11 @@ import pytest
 
 from stellara_contracts import topics
 from stellara_contracts.events import TenantStatus
-from stellara_kit.testing import wait_for
+from stellara_kit.testing import running_app, wait_for
+from usage_svc.main import create_app
+from usage_svc.settings import Settings
 from usage_svc.testing import (
+    Tenants,
     dead_letter_of,
     header_map,
     headers,
@@ -21,6 +24,7 @@ from usage_svc.testing import (
     record,
     snapshot,
     wait_for_events,
+    wait_ready,
 )
 
 from .conftest import RunningService
@@ -142,3 +146,24 @@ class TestDeadLetters:
             service.http, service.settings, late.tenant_id, "api_calls", 1
         )
         assert usage["value"] == 1
+
+
+class TestUnknownMetricsAllowed:
+    async def test_an_unknown_metric_is_summed_when_the_catalogue_allows_it(
+        self, settings: Settings, tenants: Tenants
+    ) -> None:
+        open_catalogue = settings.model_copy(update={"allow_unknown_metrics": True})
+        tenant = tenants.starter.tenant_id
+        key, negative = record(tenant, "teleports", -1)
+        async with running_app(create_app(open_catalogue)) as http:
+            await wait_ready(http)
+            await produce_usage(
+                settings,
+                [record(tenant, "teleports", 2), (key, negative), record(tenant, "teleports", 3)],
+            )
+            usage = await wait_for_events(http, settings, tenant, "teleports", 2)
+            assert (usage["value"], usage["aggregation"]) == (5, "SUM")
+            # summed like a counter, so a negative value is still refused
+            assert header_map(await dead_letter_of(settings, negative))["x-dlq-reason"] == (
+                "negative_value"
+            )

@@ -137,7 +137,8 @@ async def wait_for_events(
     """Poll the usage API until ``metric`` counts ``events`` events; returns its figures."""
 
     async def probe() -> dict[str, Any]:
-        return (await usage_of(http, settings, tenant_id, **params))[metric]
+        # a metric outside the catalogue is listed once it has data
+        return (await usage_of(http, settings, tenant_id, **params)).get(metric, {"events": 0})
 
     return await wait_for(probe, until=lambda m: m["events"] >= events, timeout=30)
 
