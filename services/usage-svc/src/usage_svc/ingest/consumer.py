@@ -174,6 +174,7 @@ class UsageIngester:
         self._given_up: dict[UUID, float] = {}
         self._meters_checked_at = 0.0
         self._inflight = 0
+        self._writer_busy = False
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -215,6 +216,7 @@ class UsageIngester:
             await _side_by_side(self._read(consumer, producer, queue), self._write(consumer, queue))
         finally:
             gc.unfreeze()
+            self._writer_busy = False
             self._inflight = 0
             self._idle.set()
             with contextlib.suppress(Exception):
@@ -270,7 +272,10 @@ class UsageIngester:
         waiting: list[tuple[ConsumerRecord[bytes, bytes], ParsedUsage]] = []
         busy = await self._decode(fetched, producer, batch, seen, waiting)
         target = self.settings.batch_target_records
-        while batch.records < target:
+        # Add what is buffered while the writer is busy; once it waits for work, hand
+        # the batch over: small batches (fresh aggregates) when the load is light, big
+        # ones (fewer rows per event to fold) under a backlog.
+        while batch.records < target and self._writer_busy:
             fetched = await consumer.getmany(
                 timeout_ms=0, max_records=self.settings.batch_max_records
             )
@@ -414,7 +419,10 @@ class UsageIngester:
     async def _write(self, consumer: AIOKafkaConsumer, queue: asyncio.Queue[PreparedBatch]) -> None:
         stats = self.stats
         while True:
+            if queue.empty():
+                self._writer_busy = False
             batch = await queue.get()
+            self._writer_busy = True
             try:
                 started = time.perf_counter()
                 if batch.staged:
