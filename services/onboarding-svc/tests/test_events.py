@@ -14,6 +14,7 @@ from stellara_contracts.events import (
     TenantCreated,
     TenantDeleted,
     TenantPlanChanged,
+    TenantStatus,
     TenantSuspended,
 )
 from stellara_kit.testing import produce_raw, wait_for
@@ -22,13 +23,16 @@ if TYPE_CHECKING:
     from conftest import Harness
 
 
-def created(tenant_id: UUID, plan: str = "starter") -> CloudEvent:
+def created(
+    tenant_id: UUID, plan: str = "starter", status: TenantStatus = TenantStatus.PENDING
+) -> CloudEvent:
     return new_event(
         TenantCreated(
             tenant_id=tenant_id,
             slug=f"t{tenant_id.hex[:10]}",
             name="Acme Corp",
             plan=plan,
+            status=status,
             created_at=datetime.now(UTC),
         ),
         source="tenant-svc",
@@ -60,6 +64,25 @@ class TestTenantCreated:
         response = await onboarding_status(svc, tenant_id, until=lambda r: r.status_code == 200)
         assert response.json()["plan"] == "pro"
         assert response.json()["next_steps"] == ["invite_admin"]
+
+    async def test_a_tenant_created_active_gets_no_onboarding(self, svc: Harness) -> None:
+        """The default tenant starts active: there is nothing to onboard."""
+        active, pending = uuid4(), uuid4()
+
+        await publish(svc, created(active, status=TenantStatus.ACTIVE), created(pending))
+
+        # order across tenants is not given: wait for both to be known
+        await onboarding_status(svc, pending, until=lambda r: r.status_code == 200)
+        known = await wait_for(
+            lambda: svc.sql("SELECT status FROM tenants WHERE tenant_id = $1", active),
+            until=lambda rows: len(rows) == 1,
+        )
+        response = await svc.client.get(
+            f"/tenants/{active}/onboarding-status", headers=svc.headers()
+        )
+        assert known[0]["status"] == "active"
+        assert response.status_code == 404
+        assert response.json()["type"].endswith("onboarding-not-started")
 
     async def test_a_redelivered_tenant_created_has_one_effect(self, svc: Harness) -> None:
         tenant_id = uuid4()

@@ -95,6 +95,13 @@ class TestCreate:
             )
             problem(response, 422)
 
+    async def test_slug_that_reads_as_a_tenant_id_is_refused(self, kit: Any) -> None:
+        for slug in (str(uuid4()), uuid4().hex):
+            response = await kit.client.post(
+                "/tenants", json={"name": "x", "slug": slug}, headers=kit.admin()
+            )
+            assert "tenant id" in problem(response, 422)["detail"]
+
     async def test_unknown_plan_is_refused_with_the_plans(self, kit: Any) -> None:
         response = await kit.client.post(
             "/tenants", json={"name": "Acme", "slug": "acme", "plan": "gold"}, headers=kit.admin()

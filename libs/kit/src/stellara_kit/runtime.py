@@ -88,6 +88,7 @@ class ServiceRuntime:
             backoff_seconds=settings.consumer_retry_backoff_ms / 1000,
         )
         self._background: list[BackgroundTask] = []
+        self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._on_start: list[BackgroundTask] = []
         self._on_stop: list[BackgroundTask] = []
@@ -133,6 +134,7 @@ class ServiceRuntime:
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        self._stopping = False
         await self.broker.start()
         try:
             for hook in self._on_start:
@@ -143,6 +145,7 @@ class ServiceRuntime:
             log.info("%s started", self.settings.service_name)
             yield
         finally:
+            self._stopping = True
             for task in self._tasks:
                 task.cancel()
             if self._tasks:
@@ -168,9 +171,9 @@ class ServiceRuntime:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    # a library turned our cancellation into an ordinary error
+                if self._stopping:
+                    # shutting down, and a library turned our cancellation into an ordinary
+                    # error (task.cancelling() is no guide: on 3.11 a TaskGroup can leave it set)
                     raise asyncio.CancelledError from None
                 log.exception("background task %s failed; restarting in 1 s", task)
                 await asyncio.sleep(1.0)

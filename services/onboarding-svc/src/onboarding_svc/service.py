@@ -139,6 +139,8 @@ class Onboarding:
                 tenant.slug, tenant.name, tenant.plan = data.slug, data.name, data.plan
             if (
                 self.auto_start
+                # a tenant created active (the default tenant) has nothing to onboard
+                and data.status == TenantStatus.PENDING
                 and tenant.status != TenantStatus.DELETED
                 and await repo.get_workflow(session, tenant_id) is None
             ):

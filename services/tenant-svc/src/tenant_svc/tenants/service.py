@@ -77,6 +77,23 @@ def check_slug(slug: str, settings: Settings) -> None:
         )
     if slug in settings.reserved_slugs:
         raise InvalidTenantInput(f"The slug {slug!r} is reserved; choose another.", field="slug")
+    if _looks_like_an_id(slug):
+        raise InvalidTenantInput(
+            "A slug cannot look like a tenant id (a UUID): `/tenants/{id}` would read it as one.",
+            field="slug",
+        )
+
+
+def _article(word: str) -> str:
+    return "An" if word[:1] in "aeiou" else "A"
+
+
+def _looks_like_an_id(slug: str) -> bool:
+    try:
+        UUID(slug)
+    except ValueError:
+        return False
+    return True
 
 
 def check_plan(plan: str, settings: Settings) -> None:
@@ -253,7 +270,7 @@ async def transition(
     current = TenantStatus(tenant.status)
     if target not in TRANSITIONS[current]:
         raise InvalidTransition(
-            f"A {current} tenant cannot become {target}.",
+            f"{_article(str(current))} {current} tenant cannot become {target}.",
             current_status=str(current),
             requested_status=str(target),
             allowed_transitions=allowed_transitions(current),
