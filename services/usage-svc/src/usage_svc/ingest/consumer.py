@@ -68,6 +68,8 @@ Hook = Callable[["PreparedBatch"], Awaitable[None]]
 
 #: records decoded between two turns of the event loop
 YIELD_EVERY = 500
+#: longest wait for more records while the writer is busy (how late it may find a batch)
+GATHER_WAIT_MS = 10
 #: transactions tried for one batch when other writers keep recording its events first
 FOLD_ATTEMPTS = 3
 
@@ -272,16 +274,16 @@ class UsageIngester:
         waiting: list[tuple[ConsumerRecord[bytes, bytes], ParsedUsage]] = []
         busy = await self._decode(fetched, producer, batch, seen, waiting)
         target = self.settings.batch_target_records
-        # Add what is buffered while the writer is busy; once it waits for work, hand
-        # the batch over: small batches (fresh aggregates) when the load is light, big
-        # ones (fewer rows per event to fold) under a backlog.
+        # Keep adding records while the writer is busy; once it waits for work, hand the
+        # batch over. The batch then holds what arrived during the previous transaction:
+        # small (fresh aggregates) when the load is light, big (fewer rows per event to
+        # fold, fewer transactions) under a backlog, and never queued behind another.
         while batch.records < target and self._writer_busy:
             fetched = await consumer.getmany(
-                timeout_ms=0, max_records=self.settings.batch_max_records
+                timeout_ms=GATHER_WAIT_MS, max_records=self.settings.batch_max_records
             )
-            if not fetched:
-                break
-            busy += await self._decode(fetched, producer, batch, seen, waiting)
+            if fetched:
+                busy += await self._decode(fetched, producer, batch, seen, waiting)
         if waiting:
             await self._wait_for_tenants(
                 {
