@@ -99,6 +99,9 @@ def update_all(readme: Path) -> bool:
     text = readme.read_text()
     updated = _replace(text, START, END, render_config_section())
     updated = _replace(updated, API_START, API_END, render_api_section())
+    service_openapi = render_service_openapi()
+    if not SERVICE_OPENAPI.exists() or SERVICE_OPENAPI.read_text() != service_openapi:
+        SERVICE_OPENAPI.write_text(service_openapi)
     if updated != text:
         readme.write_text(updated)
         return True
@@ -108,3 +111,150 @@ def update_all(readme: Path) -> bool:
 def section(readme: Path, start: str, end: str) -> str | None:
     match = re.search(re.escape(start) + ".*?" + re.escape(end), readme.read_text(), re.DOTALL)
     return match.group(0) if match else None
+
+
+# ---------------------------------------------------------------- the gateway's view of the services
+SERVICE_OPENAPI = (
+    Path(__file__).resolve().parents[4] / "services/gateway/src/gateway/service_openapi.json"
+)
+
+
+def _normalise(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "{}", path)
+
+
+def _prefixed_refs(node: Any, prefix: str) -> Any:
+    if isinstance(node, dict):
+        return {
+            key: (
+                value.replace("#/components/schemas/", f"#/components/schemas/{prefix}")
+                if key == "$ref" and isinstance(value, str)
+                else _prefixed_refs(value, prefix)
+            )
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_prefixed_refs(item, prefix) for item in node]
+    return node
+
+
+def render_service_openapi() -> str:
+    """The owning services' answer schemas and examples for every route the gateway forwards.
+
+    The gateway documents forwarded routes with these, so its OpenAPI says exactly what the
+    services answer; ``make docs`` refreshes the file and a test keeps it current.
+    """
+    import jsonschema
+
+    from gateway.routes import ROUTES, Service
+
+    documents: dict[str, dict[str, Any]] = {}
+    for name, package in (
+        ("tenant-svc", "tenant_svc"),
+        ("usage-svc", "usage_svc"),
+        ("onboarding-svc", "onboarding_svc"),
+    ):
+        module = importlib.import_module(f"{package}.main")
+        documents[name] = module.create_app().openapi()
+
+    operations: dict[str, Any] = {}
+    components: dict[str, Any] = {}
+    for route in ROUTES:
+        if route.service is Service.GATEWAY:
+            continue
+        service = str(route.service)
+        document = documents[service]
+        prefix = "".join(part.title() for part in service.split("-"))
+        by_shape = {_normalise(path): item for path, item in document["paths"].items()}
+        operation = by_shape.get(_normalise(route.path), {}).get(route.method.lower())
+        if operation is None:
+            raise LookupError(f"{service} has no {route.method} {route.path}")
+        answer = operation["responses"].get(str(route.status_code))
+        if answer is None:
+            raise LookupError(
+                f"{service} {route.method} {route.path} does not answer {route.status_code}"
+            )
+        content = (answer.get("content") or {}).get("application/json") or {}
+        entry: dict[str, Any] = {
+            "query": sorted(
+                p["name"] for p in operation.get("parameters", []) if p["in"] == "query"
+            )
+        }
+        if "schema" in content:
+            entry["schema"] = _prefixed_refs(content["schema"], prefix)
+            example = content.get("example")
+            if example is None and route.response_example is not None:
+                candidate = json.loads(json.dumps(route.response_example, default=str))
+                root = {**content["schema"], "components": document.get("components", {})}
+                if jsonschema.Draft202012Validator(root).is_valid(candidate):
+                    example = candidate
+            if example is None:
+                candidate = _example_from_schema(content["schema"], document, depth=0)
+                root = {**content["schema"], "components": document.get("components", {})}
+                if jsonschema.Draft202012Validator(root).is_valid(candidate):
+                    example = candidate
+            if example is not None:
+                entry["example"] = example
+        operations[f"{route.method} {route.path}"] = entry
+        for schema_name, schema in document.get("components", {}).get("schemas", {}).items():
+            components[f"{prefix}{schema_name}"] = _prefixed_refs(schema, prefix)
+    used = json.dumps(operations)
+    # keep only the components the operations reach (directly or through other components)
+    reachable: dict[str, Any] = {}
+    frontier = set(re.findall(r"#/components/schemas/([A-Za-z0-9_.-]+)", used))
+    while frontier:
+        name = frontier.pop()
+        if name in reachable or name not in components:
+            continue
+        reachable[name] = components[name]
+        frontier |= set(
+            re.findall(r"#/components/schemas/([A-Za-z0-9_.-]+)", json.dumps(components[name]))
+        )
+    body = {"operations": operations, "components": dict(sorted(reachable.items()))}
+    return json.dumps(body, indent=1, sort_keys=True) + "\n"
+
+
+_SCALARS: dict[str, Any] = {
+    "date-time": "2026-12-01T10:00:00Z",
+    "date": "2026-12-01",
+    "uuid": "5b0c8f5e-6a53-4a0e-9a0e-2f1f3a0b6c11",
+    "email": "ada@acme.example",
+}
+
+
+def _example_from_schema(schema: dict[str, Any], document: dict[str, Any], depth: int) -> Any:
+    """An example answer assembled from the field examples of the service's own schema."""
+    if depth > 8:
+        return None
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        return _example_from_schema(document["components"]["schemas"][name], document, depth + 1)
+    if "example" in schema:
+        return schema["example"]
+    if schema.get("examples"):
+        return schema["examples"][0]
+    if "default" in schema and schema["default"] is not None:
+        return schema["default"]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if key in schema:
+            options = [o for o in schema[key] if o.get("type") != "null"] or schema[key]
+            return _example_from_schema(options[0], document, depth + 1)
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    kind = schema.get("type")
+    if kind == "object" or "properties" in schema:
+        return {
+            name: _example_from_schema(field, document, depth + 1)
+            for name, field in schema.get("properties", {}).items()
+        }
+    if kind == "array":
+        return [_example_from_schema(schema.get("items", {}), document, depth + 1)]
+    if kind == "string":
+        return _SCALARS.get(schema.get("format", ""), "string")
+    if kind in ("integer", "number"):
+        return max(0, schema.get("minimum", 0))
+    if kind == "boolean":
+        return False
+    return None

@@ -361,7 +361,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/tenants/{id}/api-keys/{key_id}", T, Access.TENANT_ADMIN, "Get an API key", "api-keys",
           response_model=s.ApiKey, response_example=_API_KEY_EXAMPLE, path_examples={"key_id": s.API_KEY}),
     Route("DELETE", "/tenants/{id}/api-keys/{key_id}", T, Access.TENANT_ADMIN, "Revoke an API key", "api-keys",
-          status_code=204, path_examples={"key_id": s.API_KEY}),
+          response_model=s.ApiKey, response_example=_API_KEY_EXAMPLE, path_examples={"key_id": s.API_KEY}),
     # ------------------------------------------------------------------ usage (usage-svc)
     Route("GET", "/tenants/{id}/usage", U, Access.TENANT_READ, "Usage in the current billing period", "usage",
           api_key_scopes=USAGE_READ_SCOPES, response_model=s.UsageSummary, response_example=_USAGE_EXAMPLE,
@@ -372,8 +372,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/tenants/{id}/usage/trends", U, Access.TENANT_READ, "Usage trends", "usage",
           api_key_scopes=USAGE_READ_SCOPES, response_model=s.UsageTrends, response_example=_TRENDS_EXAMPLE,
           query=(QueryParam("metric", "The metric.", "api_calls"),
-                 QueryParam("granularity", "`day`, `week` or `month`.", "month"),
-                 QueryParam("periods", "How many periods back.", "6"))),
+                 QueryParam("period", "`7d` or `30d`: this period against the one before.", "7d"))),
     Route("GET", "/tenants/{id}/usage/invoice-preview", U, Access.TENANT_ADMIN, "Invoice preview of the current billing period", "usage",
           response_model=s.InvoicePreview, response_example=_INVOICE_EXAMPLE),
     Route("GET", "/plans", U, Access.AUTHENTICATED, "List plans", "catalogue",
@@ -400,7 +399,7 @@ ROUTES: tuple[Route, ...] = (
               "reported by index and the valid ones accepted.")),
     # ------------------------------------------------------------------ onboarding (onboarding-svc)
     Route("POST", "/tenants/{id}/onboard", OB, Access.TENANT_ADMIN, "Start onboarding", "onboarding",
-          request_model=s.OnboardRequest, response_model=s.OnboardingStatus, status_code=202,
+          request_model=s.OnboardRequest, response_model=s.OnboardingStatus, status_code=201,
           response_example=_ONBOARDING_EXAMPLE),
     Route("POST", "/tenants/{id}/onboard/complete-step", OB, Access.TENANT_ADMIN, "Complete an onboarding step", "onboarding",
           request_model=s.CompleteStep, response_model=s.OnboardingStatus, response_example=_ONBOARDING_EXAMPLE),
