@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from stellara_contracts import decode_event, new_event, topics
 from stellara_contracts.events import UsageRecorded
+from stellara_kit.logs import traceparent_var
 from stellara_kit.outbox import Outbox, OutboxRelay
 from stellara_kit.testing import Infrastructure, consume, wait_for
 
@@ -65,6 +66,28 @@ class TestOutbox:
         finally:
             await relay.stop()
         assert [e.id for e in events] == [marker.id]
+
+    async def test_events_added_while_handling_a_traced_request_carry_its_trace(
+        self, kit_db: Any, infrastructure: Infrastructure, topic_prefix: str
+    ) -> None:
+        outbox, tenant = Outbox(kit_db.outbox, topic_prefix=topic_prefix), uuid4()
+        trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        token = traceparent_var.set(trace)
+        try:
+            async with kit_db.database.transaction(tenant) as session:
+                await outbox.add(session, usage(tenant, 1))
+        finally:
+            traceparent_var.reset(token)
+        async with kit_db.database.transaction(tenant) as session:
+            await outbox.add(session, usage(tenant, 2))  # outside any trace
+
+        relay = relay_for(kit_db, infrastructure)
+        await relay.start()
+        try:
+            events = await published(infrastructure, f"{topic_prefix}{topics.USAGE_RECORDED}", 2)
+        finally:
+            await relay.stop()
+        assert [(e.data.value, e.traceparent) for e in events] == [(1, trace), (2, None)]
 
     async def test_committed_events_are_published_once_in_order_per_tenant(
         self, kit_db: Any, infrastructure: Infrastructure, topic_prefix: str

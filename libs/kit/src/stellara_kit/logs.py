@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -12,6 +13,15 @@ from typing import Any
 tenant_id_var: ContextVar[str | None] = ContextVar("tenant_id", default=None)
 trace_id_var: ContextVar[str | None] = ContextVar("trace_id", default=None)
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+#: the W3C trace context of the request or event being handled; events published meanwhile carry it
+traceparent_var: ContextVar[str | None] = ContextVar("traceparent", default=None)
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def valid_traceparent(value: str | None) -> str | None:
+    """The value when it is a W3C ``traceparent``, else None."""
+    return value if value and _TRACEPARENT.match(value) else None
+
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 

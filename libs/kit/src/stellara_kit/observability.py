@@ -20,7 +20,13 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stellara_kit.logs import request_id_var, trace_id_from_traceparent, trace_id_var
+from stellara_kit.logs import (
+    request_id_var,
+    trace_id_from_traceparent,
+    trace_id_var,
+    traceparent_var,
+    valid_traceparent,
+)
 from stellara_kit.problems import PROBLEM_JSON, internal_error_response
 
 ReadinessCheck = Callable[[], Awaitable[object]]
@@ -67,7 +73,9 @@ class RequestContextMiddleware(BaseHTTPMiddleware):
         request_id = request.headers.get("x-request-id") or secrets.token_hex(8)
         request.state.request_id = request_id
         token_r = request_id_var.set(request_id)
-        token_t = trace_id_var.set(trace_id_from_traceparent(request.headers.get("traceparent")))
+        traceparent = valid_traceparent(request.headers.get("traceparent"))
+        token_t = trace_id_var.set(trace_id_from_traceparent(traceparent))
+        token_p = traceparent_var.set(traceparent)
         started = time.perf_counter()
         try:
             try:
@@ -77,6 +85,7 @@ class RequestContextMiddleware(BaseHTTPMiddleware):
         finally:
             request_id_var.reset(token_r)
             trace_id_var.reset(token_t)
+            traceparent_var.reset(token_p)
         route = route_template(request)
         if route not in ("/metrics", "/healthz", "/readyz"):
             self.metrics.requests.labels(route, request.method, str(response.status_code)).inc()
@@ -108,7 +117,9 @@ class RequestContextASGIMiddleware:
         request_id = request.headers.get("x-request-id") or secrets.token_hex(8)
         request.state.request_id = request_id
         token_r = request_id_var.set(request_id)
-        token_t = trace_id_var.set(trace_id_from_traceparent(request.headers.get("traceparent")))
+        traceparent = valid_traceparent(request.headers.get("traceparent"))
+        token_t = trace_id_var.set(trace_id_from_traceparent(traceparent))
+        token_p = traceparent_var.set(traceparent)
         started = time.perf_counter()
         status = 500
         response_started = False
@@ -135,6 +146,7 @@ class RequestContextASGIMiddleware:
         finally:
             request_id_var.reset(token_r)
             trace_id_var.reset(token_t)
+            traceparent_var.reset(token_p)
             route = route_template(request)
             if route not in ("/metrics", "/healthz", "/readyz"):
                 self.metrics.requests.labels(route, request.method, str(status)).inc()

@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stellara_contracts import CloudEvent
 from stellara_kit.db import asyncpg_dsn
+from stellara_kit.logs import traceparent_var
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,13 @@ class Outbox:
     async def add_all(
         self, session: AsyncSession, events: Iterable[CloudEvent], **headers: str
     ) -> None:
+        traceparent = traceparent_var.get()
+        if traceparent is not None:
+            # events caused by a traced request or event carry its trace on
+            events = [
+                e if e.traceparent else e.model_copy(update={"traceparent": traceparent})
+                for e in events
+            ]
         rows = [
             {
                 "event_id": event.id,
