@@ -54,6 +54,27 @@ def settings_table(service: str, package: str) -> str:
     return "\n".join(rows)
 
 
+SETTINGS_START, SETTINGS_END = "<!-- settings:start -->", "<!-- settings:end -->"
+
+
+def render_service_settings(service: str, package: str) -> str:
+    """A service README's settings table, between its markers."""
+    table = settings_table(service, package).split("\n", 2)[2]  # without the heading
+    return "\n".join([SETTINGS_START, table, SETTINGS_END])
+
+
+def service_readmes(root: Path) -> list[tuple[Path, str]]:
+    """Each service README with its generated settings section."""
+    return [
+        (
+            root / "services" / spec.name / "README.md",
+            render_service_settings(spec.name, spec.package),
+        )
+        for spec in service_specs()
+        if (root / "services" / spec.name / "README.md").exists()
+    ]
+
+
 def render_config_section() -> str:
     tables = [settings_table(spec.name, spec.package) for spec in service_specs()]
     return "\n\n".join([START, *tables, END])
@@ -99,6 +120,13 @@ def update_all(readme: Path) -> bool:
     text = readme.read_text()
     updated = _replace(text, START, END, render_config_section())
     updated = _replace(updated, API_START, API_END, render_api_section())
+    for path, settings in service_readmes(readme.resolve().parent):
+        current = path.read_text()
+        if SETTINGS_START not in current:
+            continue  # a test asks for the markers
+        refreshed = _replace(current, SETTINGS_START, SETTINGS_END, settings)
+        if refreshed != current:
+            path.write_text(refreshed)
     service_openapi = render_service_openapi()
     if not SERVICE_OPENAPI.exists() or SERVICE_OPENAPI.read_text() != service_openapi:
         SERVICE_OPENAPI.write_text(service_openapi)
