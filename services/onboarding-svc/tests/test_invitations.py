@@ -267,7 +267,7 @@ class TestListResendRevoke:
         assert {"delivery_state", "delivery_attempts", "last_delivery_error"} <= set(
             first["items"][0]
         )
-        assert bad.status_code == 422
+        assert (bad.status_code, bad.json()["type"]) == (400, "urn:stellara:problem:bad-cursor")
 
     async def test_resend_sends_a_new_link_and_the_old_one_stops_working(
         self, svc: Harness

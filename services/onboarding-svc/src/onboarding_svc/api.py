@@ -32,7 +32,7 @@ from onboarding_svc.service import Onboarding
 from stellara_contracts.events import Role
 from stellara_kit.auth import CurrentPrincipal, Principal
 from stellara_kit.db import Database
-from stellara_kit.problems import Problem, Unprocessable, problem_response, problem_responses
+from stellara_kit.problems import Problem, problem_response, problem_responses
 
 router = APIRouter()
 
@@ -214,7 +214,12 @@ async def list_invitations(
                 session, tenant_id, limit=limit, cursor=cursor, status=status_filter
             )
         except ValueError as exc:
-            raise Unprocessable("The cursor is not valid; start again without it.") from exc
+            raise Problem(
+                "The cursor is not valid; start again without it.",
+                status=400,
+                slug="bad-cursor",
+                title="Bad cursor",
+            ) from exc
         return InvitationPage(
             items=[InvitationOut.of(i) for i in page.items], next_cursor=page.next_cursor
         )
