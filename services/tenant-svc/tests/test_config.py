@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -292,6 +293,22 @@ class TestHistory:
             f"/tenants/{tenant['id']}/config/history", headers=headers
         )
         assert len(everything.json()["items"]) == 4
+
+    async def test_simultaneous_first_writes_of_a_key_each_get_a_version(self, kit: Any) -> None:
+        tenant = await kit.create_tenant("acme")
+        values = ["de", "fr", "it", "es"]
+        answers = await asyncio.gather(
+            *(put(kit, tenant, "general.locale", value) for value in values)
+        )
+        assert [a.status_code for a in answers] == [200] * len(values), [a.text for a in answers]
+        response = await kit.client.get(
+            f"/tenants/{tenant['id']}/config/history",
+            params={"key": "general.locale"},
+            headers=kit.tenant_admin(tenant["id"]),
+        )
+        history = response.json()["items"]
+        assert sorted(h["version"] for h in history) == [1, 2, 3, 4]
+        assert sorted(h["new_value"] for h in history) == sorted(values)
 
     async def test_history_pages(self, kit: Any) -> None:
         tenant = await kit.create_tenant("acme")

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stellara_contracts.events import ConfigChange, TenantConfigChanged, TenantStatus
@@ -149,6 +150,12 @@ async def apply_changes(
         raise TenantDeleted("A deleted tenant's configuration cannot be changed.")
     validate_changes(catalogue, changes)
     names = [c.name for c in changes]
+    # one configuration writer per tenant at a time: two first writes of a key would both
+    # find no row to lock and pick the same version
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"tenant-config:{tenant.id}"},
+    )
     current = await repository.locked_entries(session, tenant.id, names)
     if expected_version is not None:
         entry = current.get(changes[0].name)
