@@ -120,7 +120,7 @@ class TestScaling:
         self, system: Any, gateway: httpx.AsyncClient
     ) -> None:
         replica = await asyncio.to_thread(system.add_replica, "usage-svc")
-        group = f"{system.topic_prefix}usage-svc"
+        group = f"{system.topic_prefix}usage-svc-ingest"
         admin = AIOKafkaAdminClient(bootstrap_servers=system.infra.kafka_bootstrap)
         await admin.start()
         try:

@@ -149,3 +149,9 @@ class Settings(ServiceSettings):
             raise ValueError("alert_thresholds_percent must be between 1 and 100")
         self.alert_thresholds_percent = sorted(set(self.alert_thresholds_percent))
         return self
+
+    @property
+    def ingest_group_id(self) -> str:
+        """The ingester's consumer group: its own, so replicas of the tenant.events subscriber
+        joining or leaving never pause ingestion (and the other way round)."""
+        return f"{self.group_id}-ingest"

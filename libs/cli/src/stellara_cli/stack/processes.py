@@ -167,7 +167,13 @@ class ServiceProcess:
         running = alive(pid, self.marker)
         extra: dict[str, object] = {}
         if running:
-            extra["consumer_lag"] = consumer_lag(self.config.kafka_bootstrap, self.spec.name)
+            # usage-svc's ingester reads usage.recorded in a group of its own
+            lags = [
+                consumer_lag(self.config.kafka_bootstrap, group)
+                for group in (self.spec.name, f"{self.spec.name}-ingest")
+            ]
+            known = [lag for lag in lags if lag is not None]
+            extra["consumer_lag"] = sum(known) if known else None
         return ComponentStatus(
             name=self.spec.name,
             running=running,

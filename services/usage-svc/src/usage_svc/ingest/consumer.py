@@ -188,7 +188,7 @@ class UsageIngester:
         settings = self.settings
         consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
-            group_id=settings.group_id,
+            group_id=settings.ingest_group_id,
             client_id=f"{settings.service_name}-ingest",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -405,7 +405,7 @@ class UsageIngester:
             partition=record.partition,
             offset=record.offset,
             attempts=0,
-            consumer=self.settings.group_id,
+            consumer=self.settings.ingest_group_id,
         )
         future = await producer.send(
             dlq_topic(record.topic),
