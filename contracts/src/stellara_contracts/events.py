@@ -9,7 +9,6 @@ class adds ``Event`` (``TenantCreatedEvent``) and pins the CloudEvents
 from __future__ import annotations
 
 from datetime import date, datetime
-from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
 from uuid import UUID
@@ -17,7 +16,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, Field
 
 from stellara_contracts import topics
-from stellara_contracts.envelope import CloudEvent, EventData, FrozenModel
+from stellara_contracts.envelope import CloudEvent, EventData, FrozenModel, PlainDecimal
 
 _TENANT = "5b0c8f5e-6a53-4a0e-9a0e-2f1f3a0b6c11"
 _USER = "8d7f5a9c-2b1e-4c3d-9e8f-7a6b5c4d3e2f"
@@ -188,11 +187,11 @@ class LineItem(FrozenModel):
     """A rated line of a billing period."""
 
     metric: str = Field(examples=["api_calls"])
-    quantity: Decimal = Field(examples=["120000"])
-    included: Decimal = Field(examples=["100000"])
-    overage: Decimal = Field(examples=["20000"])
-    unit_price: Decimal = Field(examples=["0.0002"])
-    amount: Decimal = Field(examples=["4.00"])
+    quantity: PlainDecimal = Field(examples=["120000"])
+    included: PlainDecimal = Field(examples=["100000"])
+    overage: PlainDecimal = Field(examples=["20000"])
+    unit_price: PlainDecimal = Field(examples=["0.0002"])
+    amount: PlainDecimal = Field(examples=["4.00"])
 
 
 class BillingPeriodClosed(EventData):
@@ -202,9 +201,9 @@ class BillingPeriodClosed(EventData):
     period_start: date = Field(examples=["2026-11-01"])
     period_end: date = Field(examples=["2026-12-01"])
     currency: str = Field(default="USD", examples=["USD"])
-    base_fee: Decimal = Field(examples=["49.00"])
+    base_fee: PlainDecimal = Field(examples=["49.00"])
     line_items: list[LineItem] = Field(default_factory=list)
-    total: Decimal = Field(examples=["53.00"])
+    total: PlainDecimal = Field(examples=["53.00"])
 
 
 # --------------------------------------------------------------------- onboarding.events

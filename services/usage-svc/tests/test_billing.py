@@ -78,6 +78,9 @@ class TestPlans:
         assert api_calls["limit_kind"] == "soft"
         assert {m["limit_kind"] for m in plans["free"]["metrics"].values()} == {"hard"}
         assert all(m.get("limit") is None for m in plans["enterprise"]["metrics"].values())
+        # figures in plain notation, as billing systems expect them
+        storage = plans["enterprise"]["metrics"]["storage_bytes"]
+        assert (storage["unit_price"], storage["included"]) == ("0.0000000005", "2000000000000")
 
     async def test_plans_need_a_token(self, service: RunningService) -> None:
         assert (await service.http.get("/plans")).status_code == 401

@@ -82,6 +82,11 @@ async def not_an_event(service: RunningService, tenant: UUID) -> bytes:
     return b'{"type": "stellara.usage.recorded.v1", "tenantid": "nobody"}'
 
 
+async def nul_in_a_string(service: RunningService, tenant: UUID) -> bytes:
+    """Valid JSON and a valid event, but PostgreSQL cannot store a NUL in text or jsonb."""
+    return _value(tenant, properties={"region": "eu\x00west"})
+
+
 async def missing_counted_property(service: RunningService, tenant: UUID) -> bytes:
     meter = {
         "key": "visitors",
@@ -103,6 +108,7 @@ CASES = [
     ("too_old", older_than_the_dedup_window),
     ("malformed", not_json),
     ("malformed", not_an_event),
+    ("malformed", nul_in_a_string),
     ("missing_property", missing_counted_property),
 ]
 

@@ -82,6 +82,26 @@ class TestThresholds:
         assert (reached.data.period_start, reached.data.period_end) == (period.start, period.end)
         assert (exceeded.data.value, exceeded.data.limit_kind) == (10500, "hard")
 
+    async def test_reaching_the_limit_is_within_it_and_one_more_exceeds_it(
+        self, service: RunningService
+    ) -> None:
+        tenant = (await service.new_tenant(plan="free")).tenant_id  # workflow_runs: 100, hard
+        settings, http = service.settings, service.http
+        await produce_usage(settings, [record(tenant, "workflow_runs", 100)])
+        await wait_for_events(http, settings, tenant, "workflow_runs", 1)
+        await wait_for_alerts(settings, tenant, 1)
+        at_the_limit = await settled_alerts(settings, service.database.owner_url, tenant)
+        await produce_usage(settings, [record(tenant, "workflow_runs", 1)])
+        await wait_for_events(http, settings, tenant, "workflow_runs", 2)
+        await wait_for_alerts(settings, tenant, 2)
+        beyond = await settled_alerts(settings, service.database.owner_url, tenant)
+
+        assert summary(at_the_limit) == [("threshold", "workflow_runs", 80)]
+        assert summary(beyond) == [
+            ("threshold", "workflow_runs", 80),
+            ("exceeded", "workflow_runs", 100),
+        ]
+
     async def test_a_gauge_crosses_by_its_peak_not_by_its_sum(
         self, service: RunningService
     ) -> None:

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stellara_contracts.envelope import PlainDecimal
 from stellara_contracts.events import LineItem
 
 CENT = Decimal("0.01")
@@ -28,13 +29,13 @@ class MetricTerms(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    included: Decimal = Field(
+    included: PlainDecimal = Field(
         default=Decimal(0), ge=0, description="Units included in the base fee per period."
     )
-    unit_price: Decimal = Field(
+    unit_price: PlainDecimal = Field(
         default=Decimal(0), ge=0, description="Price of each unit beyond the included ones."
     )
-    limit: Decimal | None = Field(
+    limit: PlainDecimal | None = Field(
         default=None, gt=0, description="Usage limit per period (none: unlimited)."
     )
     limit_kind: Literal["soft", "hard"] = Field(
@@ -50,7 +51,7 @@ class Plan(BaseModel):
     key: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$", examples=["starter"])
     name: str = Field(min_length=1, max_length=200, examples=["Starter"])
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$", examples=["USD"])
-    base_fee: Decimal = Field(ge=0, description="Fee per period.", examples=["49.00"])
+    base_fee: PlainDecimal = Field(ge=0, description="Fee per period.", examples=["49.00"])
     billing_period: Literal["month"] = Field(default="month", description="Calendar month (UTC).")
     metrics: dict[str, MetricTerms] = Field(default_factory=dict)
 

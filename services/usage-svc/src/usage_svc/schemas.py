@@ -10,6 +10,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from stellara_contracts.envelope import PlainDecimal
 from stellara_contracts.events import LineItem
 from usage_svc.meters import Aggregation, Meter
 
@@ -124,9 +125,9 @@ class InvoicePreview(_Out):
     period_start: date = Field(examples=["2026-12-01"])
     period_end: date = Field(description="Exclusive.", examples=["2027-01-01"])
     as_of: datetime
-    base_fee: Decimal = Field(examples=["49.00"])
+    base_fee: PlainDecimal = Field(examples=["49.00"])
     line_items: list[LineItem]
-    total: Decimal = Field(examples=["53.00"])
+    total: PlainDecimal = Field(examples=["53.00"])
 
 
 # --------------------------------------------------------------------- meters

@@ -68,6 +68,8 @@ class UsageRecordParser:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise MalformedRecord(f"not JSON: {exc}") from None
+        if b"\\u0000" in raw and _holds_nul(doc):
+            raise MalformedRecord("a string holds a NUL character, which cannot be stored")
         try:
             return self._fast(doc)
         except _SlowPath:
@@ -165,6 +167,16 @@ class UsageRecordParser:
 
 
 _PROPERTY_TYPES = frozenset({str, int, float, bool})
+
+
+def _holds_nul(node: Any) -> bool:
+    if isinstance(node, str):
+        return "\x00" in node
+    if isinstance(node, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in node.items())
+    if isinstance(node, list):
+        return any(_holds_nul(item) for item in node)
+    return False
 
 
 def _uuid(value: Any) -> UUID:

@@ -77,6 +77,8 @@ def find_crossings(
         for threshold in thresholds:
             if value < limit * threshold / 100:
                 break
+            if threshold >= 100 and value <= limit:
+                break  # at the limit is within it: the quota is exceeded only beyond it
             key = (period.tenant_id, period.metric, period.period_start, threshold)
             if key in already_fired:
                 continue
