@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import contextlib
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -11,13 +9,11 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 
-from stellara_contracts import topics
 from stellara_contracts.events import TenantSnapshot, TenantStatus
-from stellara_kit.kafka_admin import delete_topics, ensure_topics
 from stellara_kit.migrations import upgrade_async
 from stellara_kit.testing import Infrastructure, TestDatabase, running_app
 from stellara_kit.testing.infra import create_test_database, drop_test_database
-from stellara_kit.testing.plugin import TEST_PARTITIONS
+from stellara_kit.testing.plugin import fresh_topics
 from usage_svc.ingest.consumer import IngestFaults
 from usage_svc.main import create_app
 from usage_svc.migrate import MIGRATIONS
@@ -103,24 +99,6 @@ class RunningService:
         await publish_tenants(self.settings, tenant)
         await wait_for_tenant(self.app, tenant.tenant_id)
         return tenant
-
-
-@contextlib.asynccontextmanager
-async def fresh_topics(infrastructure: Infrastructure) -> AsyncIterator[str]:
-    prefix = f"t{uuid.uuid4().hex[:10]}."
-    names = [f"{prefix}{t}" for t in topics.ALL_TOPICS]
-    names += [f"{prefix}{topics.dlq_topic(t)}" for t in topics.ALL_TOPICS]
-    await ensure_topics(
-        infrastructure.kafka_bootstrap,
-        names,
-        partitions=TEST_PARTITIONS,
-        compacted={f"{prefix}{t}" for t in topics.COMPACTED_TOPICS},
-    )
-    try:
-        yield prefix
-    finally:
-        with contextlib.suppress(Exception):
-            await delete_topics(infrastructure.kafka_bootstrap, names)
 
 
 @pytest_asyncio.fixture(scope="module")

@@ -124,6 +124,14 @@ class TestRowLevelSecurity:
                 with pytest.raises(asyncpg.InsufficientPrivilegeError):
                     await conn.execute(statement)
 
+    async def test_the_service_role_cannot_use_the_owners_partition_helpers_on_other_tables(
+        self, service: RunningService
+    ) -> None:
+        async with runtime_connection(service) as conn:
+            for function in ("usage_secure_partition", "usage_secure_partition_unchecked"):
+                with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                    await conn.execute(f"SELECT {function}('meters')")
+
 
 class TestAuthorization:
     @pytest.mark.parametrize("path", USAGE_READS)

@@ -47,6 +47,13 @@ async def test_database(infrastructure: Infrastructure) -> AsyncIterator[TestDat
 
 @pytest_asyncio.fixture
 async def topic_prefix(infrastructure: Infrastructure) -> AsyncIterator[str]:
+    async with fresh_topics(infrastructure) as prefix:
+        yield prefix
+
+
+@contextlib.asynccontextmanager
+async def fresh_topics(infrastructure: Infrastructure) -> AsyncIterator[str]:
+    """Every topic (and its DLQ) under a new prefix, deleted afterwards; yields the prefix."""
     from stellara_kit.kafka_admin import delete_topics, ensure_topics
 
     prefix = f"t{uuid.uuid4().hex[:10]}."
