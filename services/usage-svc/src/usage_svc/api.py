@@ -295,8 +295,10 @@ async def get_invoice_preview(
     tenant_id: TenantId, request: Request, parts: Parts, principal: CurrentPrincipal
 ) -> InvoicePreview | Response:
     """What the period costs so far: per metric the quantity, included units, overage, unit
-    price and amount, then the total with the plan's base fee."""
+    price and amount, then the total with the plan's base fee. Billing figures are for the
+    tenant's admins (and platform admins), as at the gateway."""
     tenant = parts.readable_tenant(principal, tenant_id)
+    principal.require_admin(tenant_id)
     plan = parts.settings.plans.get(tenant.plan)
     if plan is None:
         raise PlanNotInCatalogue(
