@@ -316,21 +316,19 @@ class Invitations:
             invitation.sent_at = now
             invitation.next_delivery_at = None
             invitation.last_delivery_error = None
-        if error is None and still_open:
-            await self._publish(
-                session,
-                InvitationSent(
-                    tenant_id=invitation.tenant_id,
-                    invitation_id=invitation.id,
-                    email=invitation.email,
-                    role=Role(invitation.role),
-                    expires_at=invitation.expires_at,
-                ),
-            )
-        elif error is None:
-            # revoked or expired while the mail was on its way: the mail went out (and its link
-            # no longer works), but nothing is announced for a closed invitation
-            pass
+            # revoked or expired while the mail was on its way: it went out (and its link no
+            # longer works), but nothing is announced for a closed invitation
+            if still_open:
+                await self._publish(
+                    session,
+                    InvitationSent(
+                        tenant_id=invitation.tenant_id,
+                        invitation_id=invitation.id,
+                        email=invitation.email,
+                        role=Role(invitation.role),
+                        expires_at=invitation.expires_at,
+                    ),
+                )
         elif not still_open:
             invitation.next_delivery_at = None  # no further tries for a closed invitation
             invitation.last_delivery_error = error[:1000]
