@@ -25,12 +25,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from stellara_contracts import CloudEvent, EventDecodeError, decode_event
 from stellara_contracts.topics import dlq_topic
-from stellara_kit.logs import (
-    trace_id_from_traceparent,
-    trace_id_var,
-    traceparent_var,
-    valid_traceparent,
-)
+from stellara_kit.logs import traced
 
 log = logging.getLogger(__name__)
 
@@ -158,14 +153,8 @@ def subscribe_events(
             await message.ack()
             return
 
-        traceparent = valid_traceparent(event.traceparent)
-        token_t = trace_id_var.set(trace_id_from_traceparent(traceparent))
-        token_p = traceparent_var.set(traceparent)
-        try:
+        with traced(event.traceparent):
             await _handle_with_retries(event, message)
-        finally:
-            trace_id_var.reset(token_t)
-            traceparent_var.reset(token_p)
 
     async def _handle_with_retries(event: CloudEvent, message: KafkaMessage) -> None:
         attempt = 0

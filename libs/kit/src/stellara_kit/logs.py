@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import sys
+from collections.abc import Iterator
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +23,20 @@ _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 def valid_traceparent(value: str | None) -> str | None:
     """The value when it is a W3C ``traceparent``, else None."""
     return value if value and _TRACEPARENT.match(value) else None
+
+
+@contextlib.contextmanager
+def traced(traceparent: str | None) -> Iterator[None]:
+    """Within: logs carry the trace id, and events published carry the trace context
+    (a value that is not a W3C ``traceparent`` counts as none)."""
+    traceparent = valid_traceparent(traceparent)
+    token_t = trace_id_var.set(trace_id_from_traceparent(traceparent))
+    token_p = traceparent_var.set(traceparent)
+    try:
+        yield
+    finally:
+        trace_id_var.reset(token_t)
+        traceparent_var.reset(token_p)
 
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}

@@ -20,13 +20,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stellara_kit.logs import (
-    request_id_var,
-    trace_id_from_traceparent,
-    trace_id_var,
-    traceparent_var,
-    valid_traceparent,
-)
+from stellara_kit.logs import request_id_var, traced
 from stellara_kit.problems import PROBLEM_JSON, internal_error_response
 
 ReadinessCheck = Callable[[], Awaitable[object]]
@@ -73,19 +67,15 @@ class RequestContextMiddleware(BaseHTTPMiddleware):
         request_id = request.headers.get("x-request-id") or secrets.token_hex(8)
         request.state.request_id = request_id
         token_r = request_id_var.set(request_id)
-        traceparent = valid_traceparent(request.headers.get("traceparent"))
-        token_t = trace_id_var.set(trace_id_from_traceparent(traceparent))
-        token_p = traceparent_var.set(traceparent)
         started = time.perf_counter()
         try:
-            try:
-                response = await call_next(request)
-            except Exception as exc:
-                response = internal_error_response(request, exc)
+            with traced(request.headers.get("traceparent")):
+                try:
+                    response = await call_next(request)
+                except Exception as exc:
+                    response = internal_error_response(request, exc)
         finally:
             request_id_var.reset(token_r)
-            trace_id_var.reset(token_t)
-            traceparent_var.reset(token_p)
         route = route_template(request)
         if route not in ("/metrics", "/healthz", "/readyz"):
             self.metrics.requests.labels(route, request.method, str(response.status_code)).inc()
@@ -117,9 +107,6 @@ class RequestContextASGIMiddleware:
         request_id = request.headers.get("x-request-id") or secrets.token_hex(8)
         request.state.request_id = request_id
         token_r = request_id_var.set(request_id)
-        traceparent = valid_traceparent(request.headers.get("traceparent"))
-        token_t = trace_id_var.set(trace_id_from_traceparent(traceparent))
-        token_p = traceparent_var.set(traceparent)
         started = time.perf_counter()
         status = 500
         response_started = False
@@ -137,16 +124,17 @@ class RequestContextASGIMiddleware:
             await send(message)
 
         try:
-            try:
-                await self.app(scope, receive, send_with_request_id)
-            except Exception as exc:
-                if response_started:
-                    raise
-                await internal_error_response(request, exc)(scope, receive, send_with_request_id)
+            with traced(request.headers.get("traceparent")):
+                try:
+                    await self.app(scope, receive, send_with_request_id)
+                except Exception as exc:
+                    if response_started:
+                        raise
+                    await internal_error_response(request, exc)(
+                        scope, receive, send_with_request_id
+                    )
         finally:
             request_id_var.reset(token_r)
-            trace_id_var.reset(token_t)
-            traceparent_var.reset(token_p)
             route = route_template(request)
             if route not in ("/metrics", "/healthz", "/readyz"):
                 self.metrics.requests.labels(route, request.method, str(status)).inc()
