@@ -147,6 +147,14 @@ SERVICE_OPENAPI = (
 )
 
 
+_SCHEMA_REF = re.compile(r"#/components/schemas/([A-Za-z0-9_.-]+)")
+
+
+def _schema_prefix(service: str) -> str:
+    """``tenant-svc`` → ``TenantSvc``: keeps the services' schema names apart."""
+    return "".join(part.title() for part in service.split("-"))
+
+
 def _normalise(path: str) -> str:
     return re.sub(r"\{[^}]+\}", "{}", path)
 
@@ -192,7 +200,7 @@ def render_service_openapi() -> str:
             continue
         service = str(route.service)
         document = documents[service]
-        prefix = "".join(part.title() for part in service.split("-"))
+        prefix = _schema_prefix(service)
         by_shape = {_normalise(path): item for path, item in document["paths"].items()}
         operation = by_shape.get(_normalise(route.path), {}).get(route.method.lower())
         if operation is None:
@@ -210,34 +218,35 @@ def render_service_openapi() -> str:
         }
         if "schema" in content:
             entry["schema"] = _prefixed_refs(content["schema"], prefix)
+            # the service's own example, else the gateway's if it is a valid answer, else
+            # one assembled from the schema's field examples if that is valid
+            validator = jsonschema.Draft202012Validator(
+                {**content["schema"], "components": document.get("components", {})}
+            )
             example = content.get("example")
             if example is None and route.response_example is not None:
                 candidate = json.loads(json.dumps(route.response_example, default=str))
-                root = {**content["schema"], "components": document.get("components", {})}
-                if jsonschema.Draft202012Validator(root).is_valid(candidate):
-                    example = candidate
+                example = candidate if validator.is_valid(candidate) else None
             if example is None:
                 candidate = _example_from_schema(content["schema"], document, depth=0)
-                root = {**content["schema"], "components": document.get("components", {})}
-                if jsonschema.Draft202012Validator(root).is_valid(candidate):
-                    example = candidate
+                example = candidate if validator.is_valid(candidate) else None
             if example is not None:
                 entry["example"] = example
         operations[f"{route.method} {route.path}"] = entry
+    for service, document in documents.items():
+        prefix = _schema_prefix(service)
         for schema_name, schema in document.get("components", {}).get("schemas", {}).items():
             components[f"{prefix}{schema_name}"] = _prefixed_refs(schema, prefix)
     used = json.dumps(operations)
     # keep only the components the operations reach (directly or through other components)
     reachable: dict[str, Any] = {}
-    frontier = set(re.findall(r"#/components/schemas/([A-Za-z0-9_.-]+)", used))
+    frontier = set(_SCHEMA_REF.findall(used))
     while frontier:
         name = frontier.pop()
         if name in reachable or name not in components:
             continue
         reachable[name] = components[name]
-        frontier |= set(
-            re.findall(r"#/components/schemas/([A-Za-z0-9_.-]+)", json.dumps(components[name]))
-        )
+        frontier |= set(_SCHEMA_REF.findall(json.dumps(components[name])))
     body = {"operations": operations, "components": dict(sorted(reachable.items()))}
     return json.dumps(body, indent=1, sort_keys=True) + "\n"
 
