@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 STELLARA = str(Path(sys.executable).parent / "stellara")
@@ -69,6 +70,26 @@ class TestStackLifecycle:
         assert components["kafka"]["healthy"] is True
         assert components["postgres"]["address"] == f"127.0.0.1:{stack_env['STELLARA_PG_PORT']}"
         assert Path(components["kafka"]["log"]).exists()
+
+        # kill -9 of the postmaster: its backends and its not yet reaped pid outlive it a while
+        postmaster = psutil.Process(components["postgres"]["pid"])
+        postmaster.kill()
+        again = stellara(stack_env, "up", "--infra-only")
+        assert again.returncode == 0, again.stderr
+        assert "postgres: started" in again.stderr
+        assert "kafka: already running" in again.stderr
+        status = stellara(stack_env, "status", "--json")
+        components = {c["name"]: c for c in json.loads(status.stdout)}
+        assert components["postgres"]["healthy"] is True
+        assert components["postgres"]["pid"] != postmaster.pid
+
+        # the same for the broker
+        broker = psutil.Process(components["kafka"]["pid"])
+        broker.kill()
+        again = stellara(stack_env, "up", "--infra-only")
+        assert again.returncode == 0, again.stderr
+        assert "kafka: started" in again.stderr
+        assert "postgres: already running" in again.stderr
 
         down = stellara(stack_env, "down")
         assert down.returncode == 0, down.stderr

@@ -12,6 +12,8 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
+
 from stellara_cli.stack.common import (
     PG_RUN_USER,
     ROOT_STATE,
@@ -144,9 +146,69 @@ class Postgres:
         except Exception:
             return False
 
+    def previous_server(self) -> list[psutil.Process]:
+        """What is left of an earlier server on this data folder.
+
+        Its postmaster (the pid in ``postmaster.pid``), also while it is a zombie not
+        reaped yet — PostgreSQL's lock files still name it, and a new server refuses
+        to start — and its backends, which outlive a postmaster killed with ``kill -9``
+        until they notice. A ``postmaster.pid`` naming no process is left to PostgreSQL,
+        which replaces such a stale file itself.
+        """
+        postmaster = self._lock_file_pid()
+        data = os.path.realpath(self.data)
+        found: list[psutil.Process] = []
+        for proc in psutil.process_iter(["name", "status"]):
+            try:
+                if proc.pid == postmaster and (
+                    proc.info["status"] == psutil.STATUS_ZOMBIE or proc.info["name"] == "postgres"
+                ):
+                    found.append(proc)
+                elif proc.info["name"] == "postgres" and proc.cwd() == data:
+                    found.append(proc)  # every server process works in its data folder
+            except psutil.Error:
+                continue
+        return found
+
+    def _lock_file_pid(self) -> int | None:
+        """The postmaster's pid, the first line of ``postmaster.pid``."""
+        try:
+            return int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+
+    def _wait_for_previous_server(self, progress: Progress, timeout: float = 30.0) -> None:
+        left = self.previous_server()
+        if not left:
+            return
+        progress(
+            f"waiting for the previous PostgreSQL on {self.data} to exit "
+            f"(pids {', '.join(str(p.pid) for p in left)})"
+        )
+        deadline = time.monotonic() + timeout
+        while left and time.monotonic() < deadline:
+            time.sleep(0.1)
+            left = self.previous_server()
+        if left:
+            pids = " ".join(str(p.pid) for p in left)
+            raise StackError(
+                f"the previous PostgreSQL on {self.data} has not exited after {timeout:.0f} s "
+                f"(pids {pids}); stop it (kill {pids}) and run this again"
+            )
+
+    def _running_postmaster(self) -> int | None:
+        """The pid of a live server on this data folder, recorded or not."""
+        for pid in (read_pid(self.pid_file), self._lock_file_pid()):
+            if alive(pid, "postgres") and any(p.pid == pid for p in self.previous_server()):
+                return pid
+        return None
+
     def start(self, progress: Progress) -> bool:
         """Start PostgreSQL; returns False if it was already running."""
-        if alive(read_pid(self.pid_file), "postgres"):
+        running = self._running_postmaster()
+        if running:
+            self.config.run.mkdir(parents=True, exist_ok=True)
+            self.pid_file.write_text(str(running))
             return False
         if port_open(self.config.pg_port):
             raise StackError(
@@ -181,10 +243,8 @@ class Postgres:
             )
             if result.returncode != 0:
                 raise StackError(f"initdb failed:\n{result.stderr.strip()}")
+        self._wait_for_previous_server(progress)
         progress(f"starting PostgreSQL on 127.0.0.1:{self.config.pg_port}")
-        stale = self.data / "postmaster.pid"
-        if stale.exists() and not alive(read_pid(stale), "postgres"):
-            stale.unlink(missing_ok=True)
         with open(self.log, "ab") as log_file:
             proc = subprocess.Popen(
                 [
