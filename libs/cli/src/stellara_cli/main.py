@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.status import Status
 
 from stellara_cli import dlq, events, tenants
 from stellara_cli.stack import LocalStack, StackError
+from stellara_cli.stack.common import read_pid
 from stellara_cli.token import token as token_command
 
 app = typer.Typer(
@@ -41,12 +47,7 @@ def up(
     stack = LocalStack()
     try:
         with console.status("starting the stack…") as spinner:
-
-            def progress(message: str) -> None:
-                spinner.update(message)
-                console.log(message)
-
-            started = stack.up(progress=progress, services=not infra_only)
+            started = stack.up(progress=_spinner_progress(spinner), services=not infra_only)
     except StackError as exc:
         _fail(exc)
         return
@@ -85,6 +86,117 @@ def down(
         console.print(f"{name}: {'stopped' if was_running else 'was not running'}")
     if purge:
         console.print(f"deleted the stack's data under {stack.config.home}")
+
+
+COMPONENT_NAMES = "postgres, kafka, smtp-sink, tenant-svc, usage-svc, onboarding-svc or gateway"
+COMPONENTS_HELP = f"{COMPONENT_NAMES} (one or more)"
+
+
+def _spinner_progress(spinner: Status) -> Callable[[str], None]:
+    def progress(message: str) -> None:
+        spinner.update(message)
+        console.log(message)
+
+    return progress
+
+
+def _component_names(stack: LocalStack, names: list[str]) -> list[str]:
+    for name in names:
+        stack.component(name)  # refuses an unknown name before anything is done
+    return names
+
+
+@app.command()
+def start(
+    components: list[str] = typer.Argument(..., metavar="COMPONENT...", help=COMPONENTS_HELP),
+) -> None:
+    """Start components that are not running, each waited for until healthy.
+
+    A service needs Kafka (and PostgreSQL) running already; `stellara up` starts everything.
+    """
+    stack = LocalStack()
+    try:
+        for name in _component_names(stack, components):
+            with console.status(f"starting {name}…") as spinner:
+                began = time.monotonic()
+                started = stack.start_component(name, _spinner_progress(spinner))
+            took = time.monotonic() - began
+            console.print(
+                f"{name}: started, healthy in {took:.1f} s"
+                if started
+                else f"{name}: already running"
+            )
+    except StackError as exc:
+        _fail(exc)
+
+
+@app.command()
+def stop(
+    components: list[str] = typer.Argument(..., metavar="COMPONENT...", help=COMPONENTS_HELP),
+) -> None:
+    """Stop components (gracefully: SIGTERM, PostgreSQL's fast shutdown); the rest keep running."""
+    stack = LocalStack()
+    try:
+        for name in _component_names(stack, components):
+            with console.status(f"stopping {name}…"):
+                was_running = stack.stop_component(name)
+            console.print(f"{name}: {'stopped' if was_running else 'was not running'}")
+    except StackError as exc:
+        _fail(exc)
+
+
+@app.command()
+def restart(
+    components: list[str] = typer.Argument(..., metavar="COMPONENT...", help=COMPONENTS_HELP),
+) -> None:
+    """Stop and start components, each waited for until healthy again (started if it was not running)."""
+    stack = LocalStack()
+    try:
+        for name in _component_names(stack, components):
+            pid_file = stack.component(name).pid_file
+            before = read_pid(pid_file)
+            with console.status(f"stopping {name}…") as spinner:
+                began = time.monotonic()
+                was_running = stack.stop_component(name)
+                spinner.update(f"starting {name}…")
+                stack.start_component(name, _spinner_progress(spinner))
+            took = time.monotonic() - began
+            after = read_pid(pid_file)
+            was = f"pid {before} → {after}" if was_running else f"was not running; pid {after}"
+            console.print(f"{name}: restarted ({was}), healthy in {took:.1f} s")
+    except StackError as exc:
+        _fail(exc)
+
+
+@app.command()
+def logs(
+    component: str = typer.Argument(..., metavar="COMPONENT", help=COMPONENT_NAMES),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing what is appended."),
+    lines: int = typer.Option(
+        50, "--lines", "-n", help="Lines from the end to print first (0: all)."
+    ),
+) -> None:
+    """Print the end of a component's log file; with -f, follow it until Ctrl-C."""
+    from stellara_cli.logtail import follow as follow_file
+    from stellara_cli.logtail import last_lines
+
+    stack = LocalStack()
+    try:
+        log = Path(stack.component(component).log)
+    except StackError as exc:
+        _fail(exc)
+        return
+    offset = 0
+    if log.exists():
+        tail, offset = last_lines(log, lines)
+        sys.stdout.buffer.write(tail)
+        sys.stdout.buffer.flush()
+    elif not follow:
+        _fail(StackError(f"{component} has no log yet ({log}); it is written once it starts"))
+    if follow:
+        console.print(f"following {log} (Ctrl-C to stop)")
+        with contextlib.suppress(KeyboardInterrupt):
+            follow_file(log, sys.stdout.buffer, offset=offset)
 
 
 @app.command()

@@ -191,6 +191,10 @@ class Kafka:
             log=str(self.log),
         )
 
+    def answers(self) -> bool:
+        """Whether a broker answers on the stack's port (started by this stack or not)."""
+        return port_open(self.config.kafka_port) and self._ping()
+
     def _ping(self) -> bool:
         from aiokafka.admin import AIOKafkaAdminClient
 

@@ -132,6 +132,10 @@ class Postgres:
             log=str(self.log),
         )
 
+    def answers(self) -> bool:
+        """Whether a server answers on the stack's port (started by this stack or not)."""
+        return self._ping()
+
     def _ping(self) -> bool:
         import asyncpg
 
