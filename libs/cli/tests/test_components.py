@@ -68,8 +68,25 @@ def stack_env(
         GATEWAY_TOPIC_PREFIX=topic_prefix,
     )
     yield env
-    for name in ("gateway", "smtp-sink"):
-        stellara(env, "stop", name)
+    # stops by the pid files of this home only: the test broker is not the stack's
+    stellara(env, "down", "--purge")
+
+
+class TestPostgres:
+    def test_start_restart_stop(self, stack_env: dict[str, str]) -> None:
+        started = stellara(stack_env, "start", "postgres")
+        assert started.returncode == 0, started.stderr
+        assert "postgres: started, healthy in" in started.stderr
+        before = components(stack_env)["postgres"]["pid"]
+
+        restarted = stellara(stack_env, "restart", "postgres")
+        assert restarted.returncode == 0, restarted.stderr
+        after = components(stack_env)["postgres"]
+        assert after["healthy"] is True and after["pid"] != before
+
+        stopped = stellara(stack_env, "stop", "postgres")
+        assert "postgres: stopped" in stopped.stderr
+        assert components(stack_env)["postgres"]["running"] is False
 
 
 class TestSmtpSink:
