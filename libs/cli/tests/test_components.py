@@ -6,16 +6,22 @@ start without a broker of its own; the test never starts or stops that broker.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
+import psutil
 import pytest
 
 from stellara_kit.testing import Infrastructure
@@ -87,6 +93,38 @@ class TestPostgres:
         stopped = stellara(stack_env, "stop", "postgres")
         assert "postgres: stopped" in stopped.stderr
         assert components(stack_env)["postgres"]["running"] is False
+
+    def test_start_after_kill_waits_for_the_old_backends(self, stack_env: dict[str, str]) -> None:
+        """A backend that outlives its killed postmaster holds the old shared memory: the new
+        server is started only once it is gone."""
+        started = stellara(stack_env, "start", "postgres")
+        assert started.returncode == 0, started.stderr
+        url = f"postgresql://postgres@127.0.0.1:{stack_env['STELLARA_PG_PORT']}/postgres"
+
+        async def backend_pid() -> tuple[asyncpg.Connection, int]:
+            conn = await asyncpg.connect(url)
+            return conn, await conn.fetchval("SELECT pg_backend_pid()")
+
+        loop = asyncio.new_event_loop()
+        conn, backend = loop.run_until_complete(backend_pid())
+        os.kill(backend, signal.SIGSTOP)  # it cannot notice its postmaster's death
+        psutil.Process(components(stack_env)["postgres"]["pid"]).kill()
+        released = threading.Timer(3, os.kill, (backend, signal.SIGKILL))
+        released.start()
+        try:
+            again = stellara(stack_env, "start", "postgres")
+        finally:
+            released.cancel()
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(backend, signal.SIGKILL)
+            conn.terminate()
+            loop.run_until_complete(asyncio.sleep(0))
+            loop.close()
+        assert again.returncode == 0, again.stderr
+        assert "waiting for the previous PostgreSQL" in again.stderr
+        assert str(backend) in again.stderr
+        assert "postgres: started" in again.stderr
+        assert components(stack_env)["postgres"]["healthy"] is True
 
 
 class TestSmtpSink:
