@@ -431,8 +431,7 @@ def replay(
 ) -> None:
     """Send dead letters back to their topic: those dead-lettered before it started, once each.
 
-    Skips reasons that never succeed (malformed, …) unless asked, and ends with a summary
-    of what it sent and skipped, by reason.
+    Skips reasons that never succeed (malformed, …) unless asked; ends with a summary.
     """
     _check(topic)
     summary = asyncio.run(

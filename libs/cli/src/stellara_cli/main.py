@@ -64,7 +64,8 @@ def up(
             f'                   curl -H "Authorization: Bearer $TOKEN" {gateway}/tenants\n'
             f"  try the story:   uv run stellara demo\n"
             f"  invitation mail: uv run stellara mail\n"
-            f"  logs:            {stack.config.logs}\n"
+            f"  logs:            {stack.config.logs}   (stellara logs <component> -f)\n"
+            f"  one component:   stellara restart|stop|start <component>\n"
             f"  stop:            make down"
         )
 
@@ -108,7 +109,7 @@ def _component_names(stack: LocalStack, names: list[str]) -> list[str]:
 
 @app.command()
 def start(
-    components: list[str] = typer.Argument(..., metavar="COMPONENT...", help=COMPONENTS_HELP),
+    components: list[str] = typer.Argument(..., metavar="COMPONENT", help=COMPONENTS_HELP),
 ) -> None:
     """Start components that are not running, each waited for until healthy.
 
@@ -132,7 +133,7 @@ def start(
 
 @app.command()
 def stop(
-    components: list[str] = typer.Argument(..., metavar="COMPONENT...", help=COMPONENTS_HELP),
+    components: list[str] = typer.Argument(..., metavar="COMPONENT", help=COMPONENTS_HELP),
 ) -> None:
     """Stop components (gracefully: SIGTERM, PostgreSQL's fast shutdown); the rest keep running."""
     stack = LocalStack()
@@ -147,7 +148,7 @@ def stop(
 
 @app.command()
 def restart(
-    components: list[str] = typer.Argument(..., metavar="COMPONENT...", help=COMPONENTS_HELP),
+    components: list[str] = typer.Argument(..., metavar="COMPONENT", help=COMPONENTS_HELP),
 ) -> None:
     """Stop and start components, each waited for until healthy again (started if it was not running)."""
     stack = LocalStack()
