@@ -280,6 +280,7 @@ class ReasonPositions:
             )
             await consumer.start()
             consumer.assign(self.tps)
+            consumer.pause(*self.tps)  # it keeps positions only; the reader fetches
             self._groups[reason] = consumer
             self._positions[reason] = {tp: (await consumer.committed(tp)) or 0 for tp in self.tps}
         return consumer
