@@ -11,7 +11,7 @@ TOOLS := $(STELLARA_HOME)/tools
 UV := $(or $(shell command -v uv 2>/dev/null),$(TOOLS)/bin/uv)
 RUN := $(UV) run --frozen
 
-.PHONY: help prereqs uv sync up down status test lint fmt contracts bench bench-outbox bench-usage bench-gateway docs demo clean
+.PHONY: help prereqs uv sync up down status test fuzz lint fmt contracts bench bench-outbox bench-usage bench-gateway docs demo clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ test: sync ## the whole test suite (starts the infrastructure it needs)
 	@$(RUN) pytest; code=$$?; \
 	  if [ $$code -eq 5 ]; then echo "no tests were collected: that is a failure" >&2; exit 1; fi; \
 	  exit $$code
+
+fuzz: sync ## schemathesis against the whole system's gateway, every check (FUZZ_SEED, FUZZ_MAX_EXAMPLES)
+	@$(RUN) pytest tests/fuzz/fuzz_gateway.py -s
 
 lint: sync ## ruff check, ruff format --check, mypy
 	$(RUN) ruff check .

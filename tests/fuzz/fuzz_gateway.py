@@ -1,0 +1,125 @@
+"""The gateway's published contract, fuzzed: schemathesis against the running system.
+
+Run by ``make fuzz`` (and CI after ``make test``), not by ``make test``: the file
+name keeps it out of the default collection. The whole system runs as real
+processes on real Kafka and PostgreSQL (the ``system`` fixture); schemathesis
+reads ``/openapi.json`` and throws generated requests at every operation with
+every check enabled, once as a platform admin and once as a tenant admin of a
+tenant of its own. The pass mark is zero failures.
+
+``FUZZ_MAX_EXAMPLES`` bounds the examples per operation and ``FUZZ_SEED`` fixes
+the random seed (printed, so a failing run can be replayed exactly).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from stellara_contracts.events import Role
+
+from ..conftest import System
+
+MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "30"))
+SEED = int(os.environ.get("FUZZ_SEED", str(random.SystemRandom().randrange(1, 2**31))))
+
+
+def _schemathesis() -> str:
+    found = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
+    assert found, "schemathesis is not installed: run `make sync`"
+    return found
+
+
+def _tenant_of_its_own(system: System, admin_token: str) -> uuid.UUID:
+    slug = f"fuzz-{uuid.uuid4().hex[:8]}"
+    response = httpx.post(
+        f"{system.gateway_url}/tenants",
+        json={"name": "Fuzzed tenant", "slug": slug, "plan": "pro"},
+        headers={"authorization": f"Bearer {admin_token}"},
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+    return uuid.UUID(response.json()["id"])
+
+
+def _config(path: Path, token: str, tenant_id: uuid.UUID | None) -> Path:
+    """A schemathesis.toml: the caller's token and, for a tenant admin, its own tenant in `{id}`."""
+    lines = [
+        'hooks = "schemathesis_hooks"',
+        f'headers = {{ Authorization = "Bearer {token}" }}',
+    ]
+    if tenant_id is not None:
+        lines.append(f'parameters = {{ "path.id" = "{tenant_id}" }}')
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _run(
+    system: System, who: str, token: str, tenant_id: uuid.UUID | None, reports: Path
+) -> tuple[int, str]:
+    reports.mkdir(parents=True, exist_ok=True)
+    config = _config(reports / f"{who}.toml", token, tenant_id)
+    command = [
+        _schemathesis(),
+        "--config-file",
+        str(config),
+        "run",
+        f"{system.gateway_url}/openapi.json",
+        "--checks",
+        "all",
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--seed",
+        str(SEED),
+        "--workers",
+        "2",
+        "--request-timeout",
+        "30",
+        "--report",
+        "junit",
+        "--report-dir",
+        str(reports / who),
+        "--no-color",
+    ]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        stdin=subprocess.DEVNULL,
+        env=dict(os.environ, PYTHONPATH=str(Path(__file__).parent)),
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+@pytest.mark.timeout(1800)
+def test_the_gateway_answers_as_its_contract_says(system: System, tmp_path: Path) -> None:
+    print(f"schemathesis seed {SEED}, {MAX_EXAMPLES} examples per operation (FUZZ_SEED to replay)")
+    target = system.target()
+    admin = target.token(Role.PLATFORM_ADMIN, subject="fuzz-platform-admin")
+    failed: list[str] = []
+    # the tenant admin's tenant is made after the platform admin's run, which may delete any tenant
+    for who in ("platform_admin", "tenant_admin"):
+        if who == "platform_admin":
+            token, own = admin, None
+        else:
+            own = _tenant_of_its_own(system, admin)
+            token = target.token(
+                Role.TENANT_ADMIN,
+                tenant_id=own,
+                subject="fuzz-tenant-admin",
+                email="fuzz@example.com",
+            )
+        code, output = _run(system, who, token, own, tmp_path)
+        print(f"===== as {who}: exit {code}\n{output}")
+        if code != 0:
+            failed.append(who)
+    assert not failed, f"schemathesis found failures as {', '.join(failed)} (seed {SEED})"
