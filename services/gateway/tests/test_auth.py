@@ -93,6 +93,9 @@ class TestUserTokens:
             ("missing aud", {"aud": None}),
             ("missing iss", {"iss": None}),
             ("unknown role", {"role": "superuser"}),
+            ("missing sub", {"sub": None}),
+            ("empty sub", {"sub": ""}),
+            ("blank sub", {"sub": "  "}),
         ],
     )
     async def test_invalid_claims_are_401(
