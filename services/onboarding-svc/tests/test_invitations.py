@@ -170,16 +170,16 @@ class TestAccept:
         tenant_id = await svc.create_tenant()
         _, token = await invited_and_mailed(svc, tenant_id, "bob@acme.example", role="user")
 
-        assert (await svc.accept(token)).status_code == 200
+        assert (await svc.accept(token, email="bob@acme.example")).status_code == 200
 
         assert (await svc.status(tenant_id))["steps"][0]["status"] == "in_progress"
 
     async def test_a_used_token_is_a_conflict(self, svc: Harness) -> None:
         tenant_id = await svc.create_tenant()
         _, token = await invited_and_mailed(svc, tenant_id, "ada@acme.example")
-        await svc.accept(token)
+        await svc.accept(token, email="ada@acme.example")
 
-        again = await svc.accept(token)
+        again = await svc.accept(token, email="ada@acme.example")
 
         assert again.status_code == 409
         assert again.json()["type"].endswith("invitation-already-accepted")
@@ -188,7 +188,10 @@ class TestAccept:
 
     async def test_an_unknown_token_is_not_found(self, svc: Harness) -> None:
         await svc.create_tenant()
-        responses = [await svc.accept("A" * 43), await svc.accept("short")]
+        responses = [
+            await svc.accept("A" * 43, email="ada@acme.example"),
+            await svc.accept("short", email="ada@acme.example"),
+        ]
         assert [r.status_code for r in responses] == [404, 404]
 
     async def test_a_revoked_invitation_is_a_conflict(self, svc: Harness) -> None:
@@ -198,7 +201,7 @@ class TestAccept:
             f"/tenants/{tenant_id}/invitations/{invitation['id']}", headers=svc.admin_of(tenant_id)
         )
 
-        response = await svc.accept(token)
+        response = await svc.accept(token, email="ada@acme.example")
 
         assert response.status_code == 409
         assert response.json()["type"].endswith("invitation-revoked")
@@ -212,7 +215,7 @@ class TestAccept:
             invitation["id"],
         )
 
-        response = await svc.accept(token)
+        response = await svc.accept(token, email="ada@acme.example")
 
         assert response.status_code == 410
         assert str(tenant_id) not in response.text
@@ -225,8 +228,54 @@ class TestAccept:
         response = await svc.accept(token, email="eve@evil.example")
 
         assert response.status_code == 403
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert response.json()["type"] == "urn:stellara:problem:invitation-email-mismatch"
         assert str(tenant_id) not in response.text
+        assert "ada" not in response.text.lower()
         assert (await svc.accept(token, email="ada@acme.example")).status_code == 200
+
+    async def test_a_token_without_an_email_cannot_accept(self, svc: Harness) -> None:
+        tenant_id = await svc.create_tenant()
+        _, token = await invited_and_mailed(svc, tenant_id, "ada@acme.example")
+
+        response = await svc.accept(token, email=None, subject="mallory")
+
+        assert response.status_code == 403
+        assert response.json()["type"] == "urn:stellara:problem:invitation-email-required"
+        assert str(tenant_id) not in response.text and "ada" not in response.text.lower()
+        assert svc.of_type(await svc.published(), "invitation_accepted") == []
+        assert (await svc.status(tenant_id))["steps"][0]["status"] == "in_progress"
+        assert (await svc.accept(token, email="ada@acme.example")).status_code == 200
+
+    async def test_an_unverified_email_cannot_accept(self, svc: Harness) -> None:
+        tenant_id = await svc.create_tenant()
+        _, token = await invited_and_mailed(svc, tenant_id, "ada@acme.example")
+
+        response = await svc.accept(token, email="ada@acme.example", email_verified=False)
+
+        assert response.status_code == 403
+        assert response.json()["type"] == "urn:stellara:problem:invitation-email-unverified"
+        verified = await svc.accept(token, email="ada@acme.example", email_verified=True)
+        assert verified.status_code == 200, verified.text
+
+    async def test_the_address_is_compared_without_case_or_spaces(self, svc: Harness) -> None:
+        tenant_id = await svc.create_tenant()
+        _, token = await invited_and_mailed(svc, tenant_id, "Ada.Lovelace@Acme.example")
+
+        assert (await svc.accept(token, email="ada.lovelace+x@acme.example")).status_code == 403
+        assert (await svc.accept(token, email=" ADA.LOVELACE@acme.EXAMPLE ")).status_code == 200
+
+    async def test_another_address_learns_nothing_of_a_closed_invitation(
+        self, svc: Harness
+    ) -> None:
+        tenant_id = await svc.create_tenant()
+        _, token = await invited_and_mailed(svc, tenant_id, "ada@acme.example")
+        assert (await svc.accept(token, email="ada@acme.example")).status_code == 200
+
+        response = await svc.accept(token, email="eve@evil.example")
+
+        assert response.status_code == 403
+        assert response.json()["type"].endswith("invitation-email-mismatch")
 
     async def test_accepting_needs_an_authenticated_user(self, svc: Harness) -> None:
         tenant_id = await svc.create_tenant()
@@ -286,13 +335,13 @@ class TestListResendRevoke:
         assert response.json()["delivery_state"] == "pending"
         assert response.json()["expires_at"] > invitation["expires_at"]
         assert new_token != old_token
-        assert (await svc.accept(old_token)).status_code == 404
-        assert (await svc.accept(new_token)).status_code == 200
+        assert (await svc.accept(old_token, email="ada@acme.example")).status_code == 404
+        assert (await svc.accept(new_token, email="ada@acme.example")).status_code == 200
 
     async def test_closed_invitations_cannot_be_resent_or_revoked(self, svc: Harness) -> None:
         tenant_id = await svc.create_tenant()
         invitation, token = await invited_and_mailed(svc, tenant_id, "ada@acme.example")
-        await svc.accept(token)
+        await svc.accept(token, email="ada@acme.example")
         base = f"/tenants/{tenant_id}/invitations/{invitation['id']}"
 
         resend = await svc.client.post(f"{base}/resend", headers=svc.admin_of(tenant_id))

@@ -33,6 +33,7 @@ def auth_headers(
     subject: str = "test-user",
     scopes: frozenset[str] = frozenset(),
     email: str | None = None,
+    email_verified: bool | None = None,
 ) -> dict[str, str]:
     """``Authorization`` header with an internal token, as the gateway would forward it."""
     principal = Principal(
@@ -42,5 +43,6 @@ def auth_headers(
         scopes=scopes,
         via="internal",
         email=email,
+        email_verified=email_verified,
     )
     return {"authorization": f"Bearer {mint_internal_token(settings, principal)}"}
