@@ -12,6 +12,8 @@ import asyncio
 import re
 import secrets
 import time
+from collections.abc import Mapping
+from urllib.parse import quote
 from uuid import UUID
 
 from fastapi import Request, Response
@@ -70,6 +72,23 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(f"The body may be at most {limit} bytes.", max_bytes=limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def downstream_path(route: Route, params: Mapping[str, str], tenant: ResolvedTenant | None) -> str:
+    """The path the owning service gets: the authorized route's template filled with its
+    (percent-encoded) parameters, never the raw path, so what was authorized is what is served.
+    The path may name the tenant by slug: services get its id."""
+    values = dict(params)
+    if tenant is not None and route.context is TenantContext.PATH:
+        values["id"] = str(tenant.id)
+    for value in values.values():
+        if value in ("", ".", ".."):  # the path guard refuses these first; never forward one
+            raise Problem(
+                "The request path has an empty or dot segment.",
+                slug="bad-path",
+                title="Bad request path",
+            )
+    return route.path.format_map({name: quote(value, safe="") for name, value in values.items()})
 
 
 class Gateway:
@@ -157,13 +176,7 @@ class Gateway:
         caller: UUID | None,
     ) -> Response:
         scope = request.scope
-        raw_path = scope.get("raw_path")
-        path = raw_path.decode("latin-1") if raw_path else scope["path"]
-        if tenant is not None and route.context is TenantContext.PATH:
-            # the path may name the tenant by slug: services are addressed by id
-            parts = path.split("/", 3)
-            parts[2] = str(tenant.id)
-            path = "/".join(parts)
+        path = downstream_path(route, request.path_params, tenant)
         # one pass over the raw headers: only the listed ones travel on
         headers: dict[str, str] = {}
         traceparent = forwarded_for = None
