@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 from uuid import uuid4
+
+import pytest
 
 from stellara_contracts.events import Role
 
@@ -284,6 +287,36 @@ class TestAccept:
         response = await svc.client.post(f"/invitations/{token}/accept")
 
         assert response.status_code == 401
+
+
+class TestTokenSecrecy:
+    async def test_no_refusal_echoes_the_token(
+        self, svc: Harness, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        tenant_id = await svc.create_tenant()
+        _, token = await invited_and_mailed(svc, tenant_id, "ada@acme.example")
+        unknown = "U" * 43
+        caplog.set_level(logging.DEBUG)
+
+        answers = [
+            await svc.accept(unknown, email="ada@acme.example"),  # 404
+            await svc.accept(token, email="eve@evil.example"),  # 403 mismatch
+            await svc.accept(token, email=None),  # 403 no email
+            await svc.client.post(f"/invitations/{token}/accept"),  # 401
+            await svc.client.get(f"/invitations/{token}/accept"),  # 405
+        ]
+        assert (await svc.accept(token, email="ada@acme.example")).status_code == 200
+        answers.append(await svc.accept(token, email="ada@acme.example"))  # 409 used
+
+        assert [a.status_code for a in answers] == [404, 403, 403, 401, 405, 409]
+        for answer in answers:
+            assert answer.headers["content-type"].startswith("application/problem+json")
+            assert answer.json()["instance"] == "/invitations/{token}/accept"
+            seen = answer.text + str(answer.headers)
+            assert token not in seen and unknown not in seen
+        # what the service logged (the test's own HTTP client logs its requests)
+        logged = "\n".join(r.getMessage() for r in caplog.records if r.name != "httpx")
+        assert token not in logged and unknown not in logged
 
 
 class TestListResendRevoke:

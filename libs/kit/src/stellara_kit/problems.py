@@ -91,8 +91,25 @@ class Forbidden(Problem):
     status, slug, title = 403, "forbidden", "Forbidden"
 
 
+#: path parameters that carry a secret (an invitation token): never echoed in an answer
+SECRET_PATH_PARAMS = frozenset({"token"})
+
+
+def problem_instance(request: Request) -> str | None:
+    """The problem's ``instance``: the request path, or the route template (``/invitations/{token}
+    /accept``) when the path carries a secret; none when no route matched (an unknown path may
+    be anything, a mistyped secret included)."""
+    route = request.scope.get("route")
+    template = getattr(route, "path", None)
+    if not isinstance(template, str):
+        return None
+    if SECRET_PATH_PARAMS & (request.scope.get("path_params") or {}).keys():
+        return template
+    return request.url.path
+
+
 def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
-    instance = request.url.path if request is not None else None
+    instance = problem_instance(request) if request is not None else None
     return JSONResponse(
         problem.body(instance),
         status_code=problem.status,
