@@ -426,3 +426,21 @@ class TestIdentityDownstream:
         [call] = downstream.tenant.calls("/tenants")
         assert len(call.headers["traceparent"].split("-")) == 4
         assert call.headers["x-request-id"]
+
+
+async def test_refusals_on_the_accept_route_never_echo_the_token(
+    client: httpx.AsyncClient, settings: Settings, tenants: Tenants, downstream: StandIns
+) -> None:
+    token = "inv_" + "s3cr3t" * 7
+    key = api_key_for(downstream, tenants.acme.tenant_id, ["tenant:read"])
+    answers = [
+        await client.post(f"/invitations/{token}/accept"),  # 401: not signed in
+        await client.post(f"/invitations/{token}/accept", headers={"x-api-key": key}),  # 403
+        await client.get(  # 405
+            f"/invitations/{token}/accept", headers=user_headers(settings, "user")
+        ),
+    ]
+    assert [a.status_code for a in answers] == [401, 403, 405]
+    for answer in answers:
+        assert answer.json()["instance"] == "/invitations/{token}/accept"
+        assert token not in answer.text + str(answer.headers)

@@ -1,7 +1,7 @@
 """What the gateway does with each request.
 
 authenticate → resolve the tenant → guard (tenant, status, role) → rate
-limit → forward to the owning service (or ingest usage) → meter. Every
+limit (per tenant; per caller and address for invitation accepts) → forward to the owning service (or ingest usage) → meter. Every
 refusal is a problem+json response; metering records the outcome of every
 request served for a known tenant, off the request path.
 """
@@ -24,8 +24,8 @@ from gateway.downstream import FORWARDED_REQUEST_HEADERS, Downstreams
 from gateway.events import UsagePublisher
 from gateway.ingestion import parse_usage_batch
 from gateway.metering import Metering
-from gateway.ratelimit import RateLimiter
-from gateway.routes import Route, Service, TenantContext
+from gateway.ratelimit import AcceptAttempts, RateLimiter
+from gateway.routes import Access, Route, Service, TenantContext
 from gateway.schemas import EventError, IngestionResult
 from gateway.settings import Settings
 from gateway.tenancy import ResolvedTenant, TenantResolver, check_access
@@ -110,6 +110,7 @@ class Gateway:
         self.downstreams = downstreams
         self.tokens = tokens
         self.limiter = RateLimiter(settings)
+        self.accept_attempts = AcceptAttempts(settings)
         self.publisher = publisher
         self.metering = metering
 
@@ -134,6 +135,10 @@ class Gateway:
             check_access(route, principal, tenant, caller)
             if metered is not None and not principal.is_platform_admin:
                 self.limiter.take(metered, plan)
+            if route.access is Access.INVITEE:
+                # the path carries a secret token: guessing it costs a token per attempt
+                client = request.client
+                self.accept_attempts.take(principal.subject, client.host if client else None)
             if route.service is Service.GATEWAY:
                 response = await self._ingest(request, principal, tenant)
             else:
