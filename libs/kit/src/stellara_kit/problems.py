@@ -17,6 +17,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,20 @@ def internal_error_response(request: Request, exc: BaseException) -> JSONRespons
     return problem_response(problem, request)
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app fully matches on the request's path (asked of the
+    router itself, so included routers and mounts answer too)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(r.matches(dict(request.scope, method=method))[0] is Match.FULL for r in routes)
+    ]
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
@@ -166,12 +181,17 @@ def install_problem_handlers(app: FastAPI) -> None:
         except ValueError:
             phrase = "Error"
         detail = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else None
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405:
+            # Starlette names only the first matching route's methods; a path is often
+            # served by several routes (one a method)
+            headers["Allow"] = ", ".join(allowed_methods(request))
         problem = Problem(
             detail,
             status=exc.status_code,
             slug=phrase.lower().replace(" ", "-"),
             title=phrase,
-            headers=dict(exc.headers) if exc.headers else None,
+            headers=headers or None,
         )
         return problem_response(problem, request)
 
