@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 from uuid import uuid4
 
@@ -116,6 +118,21 @@ class TestMail:
         assert sent["sent_at"] is not None
         response = await svc.accept(token, email="ada@acme.example")
         assert response.status_code == 200, response.text
+
+    async def test_the_mail_has_the_headers_rfc_5322_asks_for(self, svc: Harness) -> None:
+        tenant_id = await svc.create_tenant()
+        before = datetime.now(UTC).replace(microsecond=0)
+        await svc.invite(tenant_id, "ada@acme.example")
+
+        (message,) = await svc.mail_to("ada@acme.example")
+
+        dated = parsedate_to_datetime(message["Date"])
+        assert dated.tzinfo is not None
+        assert before - timedelta(seconds=1) <= dated <= datetime.now(UTC) + timedelta(seconds=1)
+        assert len(message.get_all("Date") or []) == 1
+        message_id = message["Message-ID"]
+        assert message_id.startswith("<") and message_id.endswith(">") and "@" in message_id
+        assert message["From"]
 
     async def test_only_the_hash_of_the_token_is_stored(self, svc: Harness) -> None:
         tenant_id = await svc.create_tenant()
