@@ -391,12 +391,39 @@ class TestIdentityDownstream:
             "scopes": [],
             "via": "jwt",
             "email": "ada@acme.example",
+            "email_verified": None,
         }
         internal = jwt.decode(
             call.headers["authorization"][7:], options={"verify_signature": False}
         )
         assert internal["aud"] == "stellara-internal"
         assert internal["exp"] - internal["iat"] <= settings.internal_token_ttl_seconds
+
+    async def test_an_unverified_email_is_said_so_downstream(
+        self, client: httpx.AsyncClient, settings: Settings, downstream: StandIns
+    ) -> None:
+        token = hs256(
+            settings,
+            {
+                "sub": "eve",
+                "role": "user",
+                "email": "ada@acme.example",
+                "email_verified": False,
+                "aud": settings.jwt_audience,
+                "iss": settings.jwt_issuer,
+                "exp": int(time.time()) + 300,
+            },
+        )
+        response = await client.post(
+            f"/invitations/{'t' * 43}/accept", headers={"authorization": f"Bearer {token}"}
+        )
+        assert response.status_code == 201  # the onboarding stand-in answers anything
+        [call] = downstream.onboarding.calls("/invitations/")
+        assert call.identity is not None
+        assert (call.identity["email"], call.identity["email_verified"]) == (
+            "ada@acme.example",
+            False,
+        )
 
     async def test_request_id_and_trace_context_travel_along(
         self, client: httpx.AsyncClient, settings: Settings, tenants: Tenants, downstream: StandIns
