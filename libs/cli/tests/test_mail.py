@@ -1,4 +1,4 @@
-"""The local SMTP sink keeps what it receives, and `stellara mail` shows it."""
+"""The local SMTP sink keeps what it receives, and `stellara mail` shows it, even while it writes."""
 
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ import smtplib
 import socket
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from pathlib import Path
+
+from stellara_cli.mailsink import read_mailbox, store
 
 STELLARA = str(Path(sys.executable).parent / "stellara")
 
@@ -79,3 +83,67 @@ def test_sink_keeps_mail_and_stellara_mail_lists_it(tmp_path: Path) -> None:
     )
     assert "Subject: You are invited to Acme" in shown.stdout
     assert "invitations/abc/accept" in shown.stdout
+
+
+def _message(n: int) -> bytes:
+    message = EmailMessage()
+    message["From"] = "noreply@stellara.test"
+    message["To"] = f"user-{n}@acme.test"
+    message["Subject"] = f"Invitation {n}"
+    message.set_content("x" * 20_000)  # big enough that writing it takes a moment
+    return bytes(message)
+
+
+def _read_while(folder: Path, busy: threading.Event) -> tuple[int, list[BaseException]]:
+    """Read the mailbox over and over while ``busy`` is set; every failure is kept."""
+    failures: list[BaseException] = []
+    reads = 0
+    while busy.is_set():
+        try:
+            for mail in read_mailbox(folder):
+                assert mail.to.startswith("user-"), mail
+                assert "x" * 100 in mail.text()
+            reads += 1
+        except BaseException as exc:  # the test reports any failure
+            failures.append(exc)
+    return reads, failures
+
+
+def test_reading_the_mailbox_while_the_sink_writes_never_fails(tmp_path: Path) -> None:
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    busy = threading.Event()
+    busy.set()
+    with ThreadPoolExecutor(2) as pool:
+        reader = pool.submit(_read_while, folder, busy)
+        for n in range(400):
+            store(folder, _message(n))
+        busy.clear()
+        reads, failures = reader.result(timeout=60)
+    assert failures == []
+    assert reads > 0
+    assert len(read_mailbox(folder)) == 400
+
+
+def test_hidden_files_and_files_gone_while_reading_are_left_out(tmp_path: Path) -> None:
+    """Another writer's temporary `.name.eml` (the sink's old naming) and messages deleted
+    while the mailbox is read are not errors."""
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    busy = threading.Event()
+    busy.set()
+    with ThreadPoolExecutor(2) as pool:
+        reader = pool.submit(_read_while, folder, busy)
+        for n in range(300):
+            name = f"{time.time_ns()}-{n}.eml"
+            (folder / f".{name}").write_bytes(_message(n))
+            (folder / f".{name}").rename(folder / name)
+            if n % 3 == 0:
+                (folder / name).unlink()
+        busy.clear()
+        reads, failures = reader.result(timeout=60)
+    assert failures == []
+    assert reads > 0
+    assert len(read_mailbox(folder)) == 200
+    (folder / ".half-written.eml").write_bytes(b"From: x")
+    assert len(read_mailbox(folder)) == 200

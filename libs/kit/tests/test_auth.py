@@ -94,6 +94,40 @@ class TestTokenVerifier:
         with pytest.raises(ValueError):
             verifier(algorithms=["none"])
 
+    @pytest.mark.parametrize("sub", ["", "   ", 42], ids=["empty", "blank", "not-a-string"])
+    @pytest.mark.parametrize("via", ["jwt", "internal"])
+    def test_a_token_naming_nobody_is_refused(self, sub: object, via: str) -> None:
+        token = jwt.encode(claims(sub=sub), SECRET, algorithm="HS256")
+        with pytest.raises(Unauthorized) as refused:
+            verifier(via=via).verify(token)
+        assert refused.value.status == 401
+        assert "sub" in str(refused.value.detail).lower()
+
+    @pytest.mark.parametrize(
+        ("claim", "expected"),
+        [
+            (True, True),
+            (False, False),
+            ("true", True),
+            ("false", False),
+            ("yes", False),
+            (None, None),
+        ],
+    )
+    def test_email_verified_is_read_as_a_bool(self, claim: object, expected: bool | None) -> None:
+        token = jwt.encode(
+            claims(email="ada@acme.example", email_verified=claim), SECRET, algorithm="HS256"
+        )
+        principal = verifier().verify(token)
+        assert (principal.email, principal.email_verified) == ("ada@acme.example", expected)
+
+    def test_email_verified_travels_in_internal_tokens(self) -> None:
+        principal = Principal(
+            subject="ada", role=Role.USER, email="ada@acme.example", email_verified=False
+        )
+        token = mint_token(principal, key=SECRET, audience=AUD, issuer=ISS)
+        assert verifier().verify(token).email_verified is False
+
     def test_minted_token_round_trips(self) -> None:
         principal = Principal(
             subject="svc", role=Role.USER, tenant_id=uuid4(), scopes=frozenset({"usage:write"})

@@ -104,6 +104,43 @@ class TestProblems:
         assert "/invitations/{token}/accept" in logged
         assert secret not in logged
 
+    async def test_405_allows_every_method_of_the_path(self) -> None:
+        app = make_app()
+
+        @app.put("/things/{thing_id}")
+        async def put_thing(thing_id: int) -> None:
+            return None
+
+        @app.delete("/things/{thing_id}")
+        async def delete_thing(thing_id: int) -> None:
+            return None
+
+        async with client(app) as http:
+            response = await http.patch("/things/3")
+            listing = await http.delete("/things")
+        assert response.status_code == 405
+        assert response.headers["content-type"] == PROBLEM_JSON
+        assert response.headers["allow"] == "DELETE, GET, PUT"
+        assert listing.status_code == 405
+        assert listing.headers["allow"] == "POST"
+
+    async def test_a_secret_in_the_path_is_not_echoed(self) -> None:
+        app = make_app()
+
+        @app.post("/invitations/{token}/accept")
+        async def accept(token: str) -> None:
+            raise Conflict("Already accepted.")
+
+        secret = "s3cr3t-token-value"
+        async with client(app) as http:
+            refused = await http.post(f"/invitations/{secret}/accept")
+            wrong_method = await http.get(f"/invitations/{secret}/accept")
+            unmatched = await http.get(f"/invitations/{secret}")
+        for answer in (refused, wrong_method):
+            assert answer.json()["instance"] == "/invitations/{token}/accept"
+        assert unmatched.status_code == 404 and "instance" not in unmatched.json()
+        assert all(secret not in a.text for a in (refused, wrong_method, unmatched))
+
 
 class TestHealthAndMetrics:
     async def test_healthz_answers(self) -> None:

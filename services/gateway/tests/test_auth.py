@@ -93,6 +93,9 @@ class TestUserTokens:
             ("missing aud", {"aud": None}),
             ("missing iss", {"iss": None}),
             ("unknown role", {"role": "superuser"}),
+            ("missing sub", {"sub": None}),
+            ("empty sub", {"sub": ""}),
+            ("blank sub", {"sub": "  "}),
         ],
     )
     async def test_invalid_claims_are_401(
@@ -388,12 +391,39 @@ class TestIdentityDownstream:
             "scopes": [],
             "via": "jwt",
             "email": "ada@acme.example",
+            "email_verified": None,
         }
         internal = jwt.decode(
             call.headers["authorization"][7:], options={"verify_signature": False}
         )
         assert internal["aud"] == "stellara-internal"
         assert internal["exp"] - internal["iat"] <= settings.internal_token_ttl_seconds
+
+    async def test_an_unverified_email_is_said_so_downstream(
+        self, client: httpx.AsyncClient, settings: Settings, downstream: StandIns
+    ) -> None:
+        token = hs256(
+            settings,
+            {
+                "sub": "eve",
+                "role": "user",
+                "email": "ada@acme.example",
+                "email_verified": False,
+                "aud": settings.jwt_audience,
+                "iss": settings.jwt_issuer,
+                "exp": int(time.time()) + 300,
+            },
+        )
+        response = await client.post(
+            f"/invitations/{'t' * 43}/accept", headers={"authorization": f"Bearer {token}"}
+        )
+        assert response.status_code == 201  # the onboarding stand-in answers anything
+        [call] = downstream.onboarding.calls("/invitations/")
+        assert call.identity is not None
+        assert (call.identity["email"], call.identity["email_verified"]) == (
+            "ada@acme.example",
+            False,
+        )
 
     async def test_request_id_and_trace_context_travel_along(
         self, client: httpx.AsyncClient, settings: Settings, tenants: Tenants, downstream: StandIns
@@ -423,3 +453,21 @@ class TestIdentityDownstream:
         [call] = downstream.tenant.calls("/tenants")
         assert len(call.headers["traceparent"].split("-")) == 4
         assert call.headers["x-request-id"]
+
+
+async def test_refusals_on_the_accept_route_never_echo_the_token(
+    client: httpx.AsyncClient, settings: Settings, tenants: Tenants, downstream: StandIns
+) -> None:
+    token = "inv_" + "s3cr3t" * 7
+    key = api_key_for(downstream, tenants.acme.tenant_id, ["tenant:read"])
+    answers = [
+        await client.post(f"/invitations/{token}/accept"),  # 401: not signed in
+        await client.post(f"/invitations/{token}/accept", headers={"x-api-key": key}),  # 403
+        await client.get(  # 405
+            f"/invitations/{token}/accept", headers=user_headers(settings, "user")
+        ),
+    ]
+    assert [a.status_code for a in answers] == [401, 403, 405]
+    for answer in answers:
+        assert answer.json()["instance"] == "/invitations/{token}/accept"
+        assert token not in answer.text + str(answer.headers)

@@ -78,6 +78,18 @@ class TestNoCatchAll:
         assert response.headers["content-type"].startswith("application/problem+json")
         assert downstream.received() == []
 
+    async def test_a_method_the_path_does_not_serve_is_405_allowing_every_method_it_does(
+        self, client: httpx.AsyncClient, settings, tenants: Tenants, downstream
+    ) -> None:
+        headers = user_headers(settings, "platform_admin")
+        response = await client.patch(f"/tenants/{tenants.acme.tenant_id}", headers=headers)
+        assert response.status_code == 405
+        assert response.headers["content-type"].startswith("application/problem+json")
+        served = {r.method for r in ROUTES if r.path == "/tenants/{id}"}
+        assert set(response.headers["allow"].split(", ")) == served
+        assert served == {"GET", "PUT", "DELETE"}
+        assert downstream.received() == []
+
 
 class TestReadme:
     def test_the_readme_lists_every_route_and_setting(self) -> None:

@@ -111,9 +111,15 @@ class Harness:
         *,
         subject: str = "test-user",
         email: str | None = None,
+        email_verified: bool | None = None,
     ) -> dict[str, str]:
         return auth_headers(
-            self.settings, role=role, tenant_id=tenant_id, subject=subject, email=email
+            self.settings,
+            role=role,
+            tenant_id=tenant_id,
+            subject=subject,
+            email=email,
+            email_verified=email_verified,
         )
 
     def admin_of(self, tenant_id: UUID) -> dict[str, str]:
@@ -167,12 +173,26 @@ class Harness:
         )
 
     async def accept(
-        self, token: str, *, subject: str = "new-user", email: str | None = None
+        self,
+        token: str,
+        *,
+        email: str | None,
+        subject: str = "new-user",
+        email_verified: bool | None = None,
     ) -> httpx.Response:
+        """Accept as a user signed in with ``email`` (None: a token without one)."""
         return await self.client.post(
             f"/invitations/{token}/accept",
-            headers=self.headers("user", None, subject=subject, email=email),
+            headers=self.headers(
+                "user", None, subject=subject, email=email, email_verified=email_verified
+            ),
         )
+
+    async def accept_mail(
+        self, message: EmailMessage, *, subject: str = "new-user"
+    ) -> httpx.Response:
+        """Accept the invitation of ``message`` as its addressee."""
+        return await self.accept(self.mail.token_in(message), email=message["To"], subject=subject)
 
     async def status(self, tenant_id: UUID) -> dict[str, Any]:
         response = await self.client.get(

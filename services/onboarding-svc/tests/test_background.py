@@ -63,7 +63,7 @@ class TestMailServerDown:
             sent = await delivery(
                 svc, tenant_id, invitation["id"], until=lambda i: i["delivery_state"] == "sent"
             )
-            accepted = await svc.accept(svc.mail.token_in(message))
+            accepted = await svc.accept_mail(message)
 
         assert waiting["delivery_state"] == "pending"
         assert waiting["status"] == "pending"

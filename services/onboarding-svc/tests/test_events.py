@@ -127,7 +127,7 @@ class TestTenantDeleted:
         assert cancelled.json()["cancelled_at"] is not None
         assert cancelled.json()["next_steps"] == []
         assert (await svc.invitation(tenant_id, invitation["id"]))["status"] == "revoked"
-        refused = await svc.accept(svc.mail.token_in(message))
+        refused = await svc.accept_mail(message)
         assert refused.status_code == 409
         again = await svc.client.post(f"/tenants/{tenant_id}/onboard", headers=svc.headers())
         assert again.status_code == 409
@@ -144,7 +144,7 @@ class TestTenantDeleted:
         tenant_id = await svc.create_tenant()
         invitation = await svc.invite(tenant_id, "ada@acme.example")
         (message,) = await svc.mail_to(invitation["email"])
-        await svc.accept(svc.mail.token_in(message))
+        await svc.accept_mail(message)
         for step in ("configure_tenant", "setup_billing"):
             await svc.client.post(
                 f"/tenants/{tenant_id}/onboard/complete-step",

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 from uuid import uuid4
+
+import pytest
 
 from stellara_contracts.events import Role
 
@@ -114,6 +119,21 @@ class TestMail:
         response = await svc.accept(token, email="ada@acme.example")
         assert response.status_code == 200, response.text
 
+    async def test_the_mail_has_the_headers_rfc_5322_asks_for(self, svc: Harness) -> None:
+        tenant_id = await svc.create_tenant()
+        before = datetime.now(UTC).replace(microsecond=0)
+        await svc.invite(tenant_id, "ada@acme.example")
+
+        (message,) = await svc.mail_to("ada@acme.example")
+
+        dated = parsedate_to_datetime(message["Date"])
+        assert dated.tzinfo is not None
+        assert before - timedelta(seconds=1) <= dated <= datetime.now(UTC) + timedelta(seconds=1)
+        assert len(message.get_all("Date") or []) == 1
+        message_id = message["Message-ID"]
+        assert message_id.startswith("<") and message_id.endswith(">") and "@" in message_id
+        assert message["From"]
+
     async def test_only_the_hash_of_the_token_is_stored(self, svc: Harness) -> None:
         tenant_id = await svc.create_tenant()
         _, token = await invited_and_mailed(svc, tenant_id, "ada@acme.example")
@@ -170,16 +190,16 @@ class TestAccept:
         tenant_id = await svc.create_tenant()
         _, token = await invited_and_mailed(svc, tenant_id, "bob@acme.example", role="user")
 
-        assert (await svc.accept(token)).status_code == 200
+        assert (await svc.accept(token, email="bob@acme.example")).status_code == 200
 
         assert (await svc.status(tenant_id))["steps"][0]["status"] == "in_progress"
 
     async def test_a_used_token_is_a_conflict(self, svc: Harness) -> None:
         tenant_id = await svc.create_tenant()
         _, token = await invited_and_mailed(svc, tenant_id, "ada@acme.example")
-        await svc.accept(token)
+        await svc.accept(token, email="ada@acme.example")
 
-        again = await svc.accept(token)
+        again = await svc.accept(token, email="ada@acme.example")
 
         assert again.status_code == 409
         assert again.json()["type"].endswith("invitation-already-accepted")
@@ -188,7 +208,10 @@ class TestAccept:
 
     async def test_an_unknown_token_is_not_found(self, svc: Harness) -> None:
         await svc.create_tenant()
-        responses = [await svc.accept("A" * 43), await svc.accept("short")]
+        responses = [
+            await svc.accept("A" * 43, email="ada@acme.example"),
+            await svc.accept("short", email="ada@acme.example"),
+        ]
         assert [r.status_code for r in responses] == [404, 404]
 
     async def test_a_revoked_invitation_is_a_conflict(self, svc: Harness) -> None:
@@ -198,7 +221,7 @@ class TestAccept:
             f"/tenants/{tenant_id}/invitations/{invitation['id']}", headers=svc.admin_of(tenant_id)
         )
 
-        response = await svc.accept(token)
+        response = await svc.accept(token, email="ada@acme.example")
 
         assert response.status_code == 409
         assert response.json()["type"].endswith("invitation-revoked")
@@ -212,7 +235,7 @@ class TestAccept:
             invitation["id"],
         )
 
-        response = await svc.accept(token)
+        response = await svc.accept(token, email="ada@acme.example")
 
         assert response.status_code == 410
         assert str(tenant_id) not in response.text
@@ -225,8 +248,54 @@ class TestAccept:
         response = await svc.accept(token, email="eve@evil.example")
 
         assert response.status_code == 403
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert response.json()["type"] == "urn:stellara:problem:invitation-email-mismatch"
         assert str(tenant_id) not in response.text
+        assert "ada" not in response.text.lower()
         assert (await svc.accept(token, email="ada@acme.example")).status_code == 200
+
+    async def test_a_token_without_an_email_cannot_accept(self, svc: Harness) -> None:
+        tenant_id = await svc.create_tenant()
+        _, token = await invited_and_mailed(svc, tenant_id, "ada@acme.example")
+
+        response = await svc.accept(token, email=None, subject="mallory")
+
+        assert response.status_code == 403
+        assert response.json()["type"] == "urn:stellara:problem:invitation-email-required"
+        assert str(tenant_id) not in response.text and "ada" not in response.text.lower()
+        assert svc.of_type(await svc.published(), "invitation_accepted") == []
+        assert (await svc.status(tenant_id))["steps"][0]["status"] == "in_progress"
+        assert (await svc.accept(token, email="ada@acme.example")).status_code == 200
+
+    async def test_an_unverified_email_cannot_accept(self, svc: Harness) -> None:
+        tenant_id = await svc.create_tenant()
+        _, token = await invited_and_mailed(svc, tenant_id, "ada@acme.example")
+
+        response = await svc.accept(token, email="ada@acme.example", email_verified=False)
+
+        assert response.status_code == 403
+        assert response.json()["type"] == "urn:stellara:problem:invitation-email-unverified"
+        verified = await svc.accept(token, email="ada@acme.example", email_verified=True)
+        assert verified.status_code == 200, verified.text
+
+    async def test_the_address_is_compared_without_case_or_spaces(self, svc: Harness) -> None:
+        tenant_id = await svc.create_tenant()
+        _, token = await invited_and_mailed(svc, tenant_id, "Ada.Lovelace@Acme.example")
+
+        assert (await svc.accept(token, email="ada.lovelace+x@acme.example")).status_code == 403
+        assert (await svc.accept(token, email=" ADA.LOVELACE@acme.EXAMPLE ")).status_code == 200
+
+    async def test_another_address_learns_nothing_of_a_closed_invitation(
+        self, svc: Harness
+    ) -> None:
+        tenant_id = await svc.create_tenant()
+        _, token = await invited_and_mailed(svc, tenant_id, "ada@acme.example")
+        assert (await svc.accept(token, email="ada@acme.example")).status_code == 200
+
+        response = await svc.accept(token, email="eve@evil.example")
+
+        assert response.status_code == 403
+        assert response.json()["type"].endswith("invitation-email-mismatch")
 
     async def test_accepting_needs_an_authenticated_user(self, svc: Harness) -> None:
         tenant_id = await svc.create_tenant()
@@ -235,6 +304,36 @@ class TestAccept:
         response = await svc.client.post(f"/invitations/{token}/accept")
 
         assert response.status_code == 401
+
+
+class TestTokenSecrecy:
+    async def test_no_refusal_echoes_the_token(
+        self, svc: Harness, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        tenant_id = await svc.create_tenant()
+        _, token = await invited_and_mailed(svc, tenant_id, "ada@acme.example")
+        unknown = "U" * 43
+        caplog.set_level(logging.DEBUG)
+
+        answers = [
+            await svc.accept(unknown, email="ada@acme.example"),  # 404
+            await svc.accept(token, email="eve@evil.example"),  # 403 mismatch
+            await svc.accept(token, email=None),  # 403 no email
+            await svc.client.post(f"/invitations/{token}/accept"),  # 401
+            await svc.client.get(f"/invitations/{token}/accept"),  # 405
+        ]
+        assert (await svc.accept(token, email="ada@acme.example")).status_code == 200
+        answers.append(await svc.accept(token, email="ada@acme.example"))  # 409 used
+
+        assert [a.status_code for a in answers] == [404, 403, 403, 401, 405, 409]
+        for answer in answers:
+            assert answer.headers["content-type"].startswith("application/problem+json")
+            assert answer.json()["instance"] == "/invitations/{token}/accept"
+            seen = answer.text + str(answer.headers)
+            assert token not in seen and unknown not in seen
+        # what the service logged (the test's own HTTP client logs its requests)
+        logged = "\n".join(r.getMessage() for r in caplog.records if r.name != "httpx")
+        assert token not in logged and unknown not in logged
 
 
 class TestListResendRevoke:
@@ -286,13 +385,13 @@ class TestListResendRevoke:
         assert response.json()["delivery_state"] == "pending"
         assert response.json()["expires_at"] > invitation["expires_at"]
         assert new_token != old_token
-        assert (await svc.accept(old_token)).status_code == 404
-        assert (await svc.accept(new_token)).status_code == 200
+        assert (await svc.accept(old_token, email="ada@acme.example")).status_code == 404
+        assert (await svc.accept(new_token, email="ada@acme.example")).status_code == 200
 
     async def test_closed_invitations_cannot_be_resent_or_revoked(self, svc: Harness) -> None:
         tenant_id = await svc.create_tenant()
         invitation, token = await invited_and_mailed(svc, tenant_id, "ada@acme.example")
-        await svc.accept(token)
+        await svc.accept(token, email="ada@acme.example")
         base = f"/tenants/{tenant_id}/invitations/{invitation['id']}"
 
         resend = await svc.client.post(f"{base}/resend", headers=svc.admin_of(tenant_id))

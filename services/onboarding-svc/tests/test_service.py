@@ -26,7 +26,7 @@ async def complete(svc: Harness, tenant_id, step: str, **body):  # type: ignore[
 async def finish_invite_admin(svc: Harness, tenant_id) -> None:  # type: ignore[no-untyped-def]
     invitation = await svc.invite(tenant_id, f"admin-{tenant_id.hex[:6]}@acme.example")
     (message,) = await svc.mail_to(invitation["email"])
-    response = await svc.accept(svc.mail.token_in(message), subject="first-admin")
+    response = await svc.accept_mail(message, subject="first-admin")
     assert response.status_code == 200, response.text
 
 

@@ -16,7 +16,7 @@ import email.policy
 import signal
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -30,11 +30,17 @@ class MailboxHandler:
         folder.mkdir(parents=True, exist_ok=True)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.eml"
-        tmp = self.folder / f".{name}"
-        tmp.write_bytes(envelope.original_content or envelope.content)
-        tmp.rename(self.folder / name)
+        store(self.folder, envelope.original_content or envelope.content)
         return "250 Message accepted for delivery"
+
+
+def store(folder: Path, content: bytes) -> Path:
+    """Keep one message: written under a hidden name readers skip, then renamed into place
+    (a reader sees the whole message or none of it)."""
+    name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.eml"
+    tmp = folder / f".{name}.part"
+    tmp.write_bytes(content)
+    return tmp.rename(folder / name)
 
 
 @dataclass(frozen=True)
@@ -44,9 +50,11 @@ class StoredMail:
     to: str
     subject: str
     date: str
+    raw: bytes = field(default=b"", repr=False)
+    """The message as read (no second read of a file that may be gone by then)."""
 
     def message(self) -> EmailMessage:
-        parsed = email.message_from_bytes(self.path.read_bytes(), policy=email.policy.default)
+        parsed = email.message_from_bytes(self.raw, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
         return parsed
 
@@ -57,12 +65,24 @@ class StoredMail:
 
 
 def read_mailbox(folder: Path) -> list[StoredMail]:
-    """Every stored message, newest first."""
-    if not folder.exists():
+    """Every stored message, newest first.
+
+    The sink writes into this folder while it is read: hidden files (a message being
+    written) are skipped, and a file gone between listing and reading is left out.
+    """
+    try:
+        paths = [
+            p for p in folder.iterdir() if p.name.endswith(".eml") and not p.name.startswith(".")
+        ]
+    except FileNotFoundError:
         return []
     out = []
-    for path in sorted(folder.glob("*.eml"), reverse=True):
-        parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    for path in sorted(paths, reverse=True):
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            continue
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
         out.append(
             StoredMail(
                 path=path,
@@ -70,6 +90,7 @@ def read_mailbox(folder: Path) -> list[StoredMail]:
                 to=str(parsed.get("To", "")),
                 subject=str(parsed.get("Subject", "")),
                 date=str(parsed.get("Date", "")),
+                raw=raw,
             )
         )
     return out

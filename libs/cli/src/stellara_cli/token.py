@@ -31,7 +31,9 @@ def token(
     ),
     subject: str = typer.Option("dev-user", "--subject", help="The user id (`sub`)."),
     ttl: int = typer.Option(3600, "--ttl", min=60, max=86_400, help="Lifetime in seconds."),
-    email: str | None = typer.Option(None, "--email", help="The user's email."),
+    email: str | None = typer.Option(
+        None, "--email", help="The user's email (accepting an invitation needs the invited one)."
+    ),
 ) -> None:
     """Print a user token the local gateway accepts (HS256, development secret)."""
     from gateway.auth import mint_user_token

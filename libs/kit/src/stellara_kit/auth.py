@@ -36,6 +36,8 @@ class Principal(BaseModel):
     scopes: frozenset[str] = Field(default_factory=frozenset)
     via: Literal["jwt", "api_key", "internal"] = "jwt"
     email: str | None = None
+    email_verified: bool | None = None
+    """The token's ``email_verified`` claim (OpenID Connect); None when it has none."""
 
     @property
     def is_platform_admin(self) -> bool:
@@ -71,6 +73,8 @@ class Principal(BaseModel):
             claims["scope"] = " ".join(sorted(self.scopes))
         if self.email:
             claims["email"] = self.email
+        if self.email_verified is not None:
+            claims["email_verified"] = self.email_verified
         return claims
 
 
@@ -125,16 +129,32 @@ class TokenVerifier:
             raise Unauthorized(f"The token is not valid: {exc}") from exc
 
 
+def _email_verified(value: object) -> bool | None:
+    """``email_verified`` as a bool: some identity providers send ``"true"``/``"false"``;
+    any other value present counts as not verified."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.strip().lower() == "true"
+    return value is True
+
+
 def principal_from_claims(claims: Mapping[str, Any], *, via: str = "jwt") -> Principal:
+    subject = claims["sub"]
+    if not isinstance(subject, str) or not subject.strip():
+        # an empty subject names nobody: everything keyed by the caller would be shared
+        raise Unauthorized("The token is not valid: its `sub` claim is empty.")
     tenant = claims.get("tenant_id")
     scope = claims.get("scope") or ""
+    email = claims.get("email")
     return Principal(
-        subject=str(claims["sub"]),
+        subject=subject,
         role=Role(claims.get("role", Role.USER)),
         tenant_id=UUID(tenant) if tenant else None,
         scopes=frozenset(scope.split()) if isinstance(scope, str) else frozenset(scope),
         via=claims.get("via", via) if via == "internal" else via,
-        email=claims.get("email"),
+        email=email if isinstance(email, str) and email.strip() else None,
+        email_verified=_email_verified(claims.get("email_verified")),
     )
 
 

@@ -17,6 +17,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,25 @@ class Forbidden(Problem):
     status, slug, title = 403, "forbidden", "Forbidden"
 
 
+#: path parameters that carry a secret (an invitation token): never echoed in an answer
+SECRET_PATH_PARAMS = frozenset({"token"})
+
+
+def problem_instance(request: Request) -> str | None:
+    """The problem's ``instance``: the request path, or the route template (``/invitations/{token}
+    /accept``) when the path carries a secret; none when no route matched (an unknown path may
+    be anything, a mistyped secret included)."""
+    route = request.scope.get("route")
+    template = getattr(route, "path", None)
+    if not isinstance(template, str):
+        return None
+    if SECRET_PATH_PARAMS & (request.scope.get("path_params") or {}).keys():
+        return template
+    return request.url.path
+
+
 def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
-    instance = request.url.path if request is not None else None
+    instance = problem_instance(request) if request is not None else None
     return JSONResponse(
         problem.body(instance),
         status_code=problem.status,
@@ -116,6 +134,20 @@ def internal_error_response(request: Request, exc: BaseException) -> JSONRespons
         title="Internal server error",
     )
     return problem_response(problem, request)
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app fully matches on the request's path (asked of the
+    router itself, so included routers and mounts answer too)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(r.matches(dict(request.scope, method=method))[0] is Match.FULL for r in routes)
+    ]
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -149,12 +181,17 @@ def install_problem_handlers(app: FastAPI) -> None:
         except ValueError:
             phrase = "Error"
         detail = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else None
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405:
+            # Starlette names only the first matching route's methods; a path is often
+            # served by several routes (one a method)
+            headers["Allow"] = ", ".join(allowed_methods(request))
         problem = Problem(
             detail,
             status=exc.status_code,
             slug=phrase.lower().replace(" ", "-"),
             title=phrase,
-            headers=dict(exc.headers) if exc.headers else None,
+            headers=headers or None,
         )
         return problem_response(problem, request)
 

@@ -27,6 +27,7 @@ from stellara_kit.inbox import Inbox
 from stellara_kit.logs import configure_logging
 from stellara_kit.observability import install_observability
 from stellara_kit.outbox import Outbox, OutboxRelay
+from stellara_kit.paths import PathGuardMiddleware
 from stellara_kit.problems import install_problem_handlers
 from stellara_kit.settings import ServiceSettings
 
@@ -193,6 +194,8 @@ class ServiceRuntime:
         app.state.settings = self.settings
         app.state.token_verifier = internal_verifier(self.settings)
         install_problem_handlers(app)
+        # inside the request-context middleware (added next, so outer): refusals get a request id
+        app.add_middleware(PathGuardMiddleware)
         install_observability(
             app,
             registry=self.registry,

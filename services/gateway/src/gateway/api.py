@@ -176,6 +176,8 @@ def _responses(route: Route) -> dict[int | str, dict[str, Any]]:
         errors += [413, 422]
     if route.service is Service.GATEWAY:
         errors.append(415)
+    if _path_params(route):
+        errors.append(400)  # a parameter making a dot segment or holding an encoded `/`: bad-path
     return {route.status_code: success, **problem_responses(*sorted(set(errors)))}
 
 

@@ -2,7 +2,7 @@
 
 - User tokens are JWTs verified with algorithms pinned by configuration
   (HS256 with a shared secret in development, RS*/ES* with public keys from
-  a PEM file or a JWKS file); `exp`, `aud`, `iss` and `sub` are required.
+  a PEM file or a JWKS file); `exp`, `aud`, `iss` and a non-empty `sub` are required.
   A verified token is remembered until it expires, so a busy client costs
   one signature check, not one a request.
 - API keys (`Authorization: ApiKey …` or `X-API-Key`) are verified by

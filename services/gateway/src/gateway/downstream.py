@@ -326,6 +326,13 @@ class Downstreams:
             content=body or None,
             extensions={"timeout": self.timeout.as_dict()},
         )
+        if request.url.raw_path.partition(b"?")[0] != path.encode("latin-1"):
+            # the URL library rewrote the path (dot segments): never serve another route
+            raise Problem(
+                "The request path cannot be forwarded as it is.",
+                slug="bad-path",
+                title="Bad request path",
+            )
         transport = self.transports[service]
         attempts = 1 + (self.retries if method in ("GET", "HEAD") else 0)
         for attempt in range(1, attempts + 1):

@@ -1,7 +1,7 @@
 """What the gateway does with each request.
 
 authenticate → resolve the tenant → guard (tenant, status, role) → rate
-limit → forward to the owning service (or ingest usage) → meter. Every
+limit (per tenant; per caller and address for invitation accepts) → forward to the owning service (or ingest usage) → meter. Every
 refusal is a problem+json response; metering records the outcome of every
 request served for a known tenant, off the request path.
 """
@@ -12,6 +12,8 @@ import asyncio
 import re
 import secrets
 import time
+from collections.abc import Mapping
+from urllib.parse import quote
 from uuid import UUID
 
 from fastapi import Request, Response
@@ -22,8 +24,8 @@ from gateway.downstream import FORWARDED_REQUEST_HEADERS, Downstreams
 from gateway.events import UsagePublisher
 from gateway.ingestion import parse_usage_batch
 from gateway.metering import Metering
-from gateway.ratelimit import RateLimiter
-from gateway.routes import Route, Service, TenantContext
+from gateway.ratelimit import AcceptAttempts, RateLimiter
+from gateway.routes import Access, Route, Service, TenantContext
 from gateway.schemas import EventError, IngestionResult
 from gateway.settings import Settings
 from gateway.tenancy import ResolvedTenant, TenantResolver, check_access
@@ -72,6 +74,23 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def downstream_path(route: Route, params: Mapping[str, str], tenant: ResolvedTenant | None) -> str:
+    """The path the owning service gets: the authorized route's template filled with its
+    (percent-encoded) parameters, never the raw path, so what was authorized is what is served.
+    The path may name the tenant by slug: services get its id."""
+    values = dict(params)
+    if tenant is not None and route.context is TenantContext.PATH:
+        values["id"] = str(tenant.id)
+    for value in values.values():
+        if value in ("", ".", ".."):  # the path guard refuses these first; never forward one
+            raise Problem(
+                "The request path has an empty or dot segment.",
+                slug="bad-path",
+                title="Bad request path",
+            )
+    return route.path.format_map({name: quote(value, safe="") for name, value in values.items()})
+
+
 class Gateway:
     def __init__(
         self,
@@ -91,6 +110,7 @@ class Gateway:
         self.downstreams = downstreams
         self.tokens = tokens
         self.limiter = RateLimiter(settings)
+        self.accept_attempts = AcceptAttempts(settings)
         self.publisher = publisher
         self.metering = metering
 
@@ -115,6 +135,10 @@ class Gateway:
             check_access(route, principal, tenant, caller)
             if metered is not None and not principal.is_platform_admin:
                 self.limiter.take(metered, plan)
+            if route.access is Access.INVITEE:
+                # the path carries a secret token: guessing it costs a token per attempt
+                client = request.client
+                self.accept_attempts.take(principal.subject, client.host if client else None)
             if route.service is Service.GATEWAY:
                 response = await self._ingest(request, principal, tenant)
             else:
@@ -157,13 +181,7 @@ class Gateway:
         caller: UUID | None,
     ) -> Response:
         scope = request.scope
-        raw_path = scope.get("raw_path")
-        path = raw_path.decode("latin-1") if raw_path else scope["path"]
-        if tenant is not None and route.context is TenantContext.PATH:
-            # the path may name the tenant by slug: services are addressed by id
-            parts = path.split("/", 3)
-            parts[2] = str(tenant.id)
-            path = "/".join(parts)
+        path = downstream_path(route, request.path_params, tenant)
         # one pass over the raw headers: only the listed ones travel on
         headers: dict[str, str] = {}
         traceparent = forwarded_for = None

@@ -151,6 +151,18 @@ class Settings(ServiceSettings):
         gt=0,
         description="Bucket size, in seconds of the plan's rate (a burst a tenant may send at once).",
     )
+    accept_attempts_per_minute_per_caller: float = Field(
+        default=10.0,
+        gt=0,
+        description="Invitation accepts (`POST /invitations/{token}/accept`) one signed-in caller "
+        "may try a minute, at once or spread (429 above): tokens cannot be guessed.",
+    )
+    accept_attempts_per_minute_per_address: float = Field(
+        default=60.0,
+        gt=0,
+        description="Invitation accepts one client address may try a minute, whoever signs in "
+        "(429 above).",
+    )
     max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Largest request body accepted (413 above)."
     )

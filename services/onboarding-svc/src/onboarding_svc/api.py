@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 
 from onboarding_svc import errors
 from onboarding_svc.background import InvitationSender
-from onboarding_svc.invitations import Invitations
+from onboarding_svc.invitations import Invitations, accepting_address
 from onboarding_svc.models import InvitationStatus
 from onboarding_svc.schemas import (
     AcceptedInvitation,
@@ -82,6 +82,12 @@ PROBLEMS: dict[type[errors.OnboardingError], tuple[int, str, str]] = {
     errors.InvitationTokenExpired: (410, "invitation-expired", "Invitation expired"),
     errors.InvitationTokenUsed: (409, "invitation-already-accepted", "Invitation already accepted"),
     errors.InvitationTokenRevoked: (409, "invitation-revoked", "Invitation revoked"),
+    errors.InvitationEmailRequired: (403, "invitation-email-required", "Email address needed"),
+    errors.InvitationEmailUnverified: (
+        403,
+        "invitation-email-unverified",
+        "Email address not verified",
+    ),
     errors.InvitationEmailMismatch: (
         403,
         "invitation-email-mismatch",
@@ -327,9 +333,11 @@ async def accept_invitation(
     principal: CurrentPrincipal,
     services: ServicesDep,
 ) -> AcceptedInvitation:
-    """Accept as the calling user (its email, when the token carries one, must be the invited
-    address). Unknown: 404; revoked or already accepted: 409; expired: 410 — refusals never name
-    the tenant."""
+    """Accept as the calling user, whose token must carry the invited address as a verified
+    email (case-insensitive). No email, an unverified one or another address: 403; unknown: 404;
+    revoked or already accepted: 409; expired: 410 — refusals never name the tenant or the
+    invited address."""
+    email = accepting_address(principal)
     if not 16 <= len(token) <= 128:
         raise errors.InvitationTokenUnknown("No such invitation.")
     # which tenant the token belongs to is the one cross-tenant question; the rest runs under RLS
@@ -337,7 +345,7 @@ async def accept_invitation(
         tenant_id = await services.invitations.tenant_of_token(session, token)
     async with services.db.transaction(tenant_id) as session:
         invitation = await services.invitations.accept(
-            session, token, user_id=principal.subject, email=principal.email
+            session, token, user_id=principal.subject, email=email
         )
         assert invitation.accepted_at is not None and invitation.accepted_by is not None
         return AcceptedInvitation(

@@ -107,6 +107,7 @@ class InvitationSender(_Periodic):
             role=claim.role,
             link=accept_url(self.settings, claim.token),
             expires_at=claim.expires_at,
+            sent_at=self.invitations.clock(),
         )
         error: str | None = None
         try:

@@ -80,5 +80,13 @@ class InvitationTokenRevoked(OnboardingError):
     """The invitation was revoked."""
 
 
+class InvitationEmailRequired(OnboardingError):
+    """The accepting user's token carries no email address."""
+
+
+class InvitationEmailUnverified(OnboardingError):
+    """The accepting user's token says its email address is not verified."""
+
+
 class InvitationEmailMismatch(OnboardingError):
     """The invitation was sent to another address than the accepting user's."""

@@ -5,6 +5,14 @@ be sent and never stored: only their SHA-256 is kept, so a database reader
 cannot accept anyone's invitation. The hash is committed before the mail
 leaves, so a link works as soon as it arrives. Sending again (a retry or a
 resend) makes a new token and the previous link stops working.
+
+Who may accept: the link alone is not enough (a forwarded mail, a guessed or
+leaked link). The accepting user's token must carry an ``email`` claim that
+its identity provider has not marked unverified (``email_verified: false``
+refuses; a token without ``email_verified`` counts as verified, as tokens from
+providers that only issue verified addresses do), and that address must be
+the invited one, compared case-insensitively over the whole address with
+surrounding spaces ignored (no other rewriting: dots and ``+tags`` count).
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from onboarding_svc.errors import (
     InvitationAlreadyOpen,
     InvitationClosed,
     InvitationEmailMismatch,
+    InvitationEmailRequired,
+    InvitationEmailUnverified,
     InvitationNotFound,
     InvitationTokenExpired,
     InvitationTokenRevoked,
@@ -42,9 +52,29 @@ from stellara_contracts.events import (
     InvitationSent,
     Role,
 )
+from stellara_kit.auth import Principal
 from stellara_kit.outbox import Outbox
 
 TOKEN_BYTES = 32
+
+
+def accepting_address(principal: Principal) -> str:
+    """The verified email address ``principal`` may accept invitations for."""
+    if principal.email is None or not principal.email.strip():
+        raise InvitationEmailRequired(
+            "Accepting an invitation needs a sign-in whose token carries your email address."
+        )
+    if principal.email_verified is False:
+        raise InvitationEmailUnverified(
+            "Your email address is not verified; verify it with your identity provider, "
+            "then accept again."
+        )
+    return principal.email
+
+
+def same_address(a: str, b: str) -> bool:
+    """Whether two email addresses are the same for accepting (see the module docstring)."""
+    return a.strip().casefold() == b.strip().casefold()
 
 
 def new_token() -> str:
@@ -237,12 +267,18 @@ class Invitations:
         return tenant_id
 
     async def accept(
-        self, session: AsyncSession, token: str, *, user_id: str, email: str | None
+        self, session: AsyncSession, token: str, *, user_id: str, email: str
     ) -> Invitation:
-        """Accept the invitation for ``user_id``; tells nothing of the tenant when refused."""
+        """Accept the invitation for ``user_id`` with the verified address ``email``; a refusal
+        tells nothing of the tenant, and nothing of the invitation to someone it is not for."""
         invitation = await repo.get_invitation_by_token(session, hash_token(token), for_update=True)
         if invitation is None:
             raise InvitationTokenUnknown("No such invitation.")
+        if not same_address(email, invitation.email):
+            raise InvitationEmailMismatch(
+                "This invitation was sent to another email address than the one you signed in "
+                "with; sign in with the invited address."
+            )
         now = self.clock()
         if invitation.status == InvitationStatus.ACCEPTED:
             raise InvitationTokenUsed("This invitation was already accepted.")
@@ -250,10 +286,6 @@ class Invitations:
             raise InvitationTokenRevoked("This invitation was revoked.")
         if invitation.status == InvitationStatus.EXPIRED or invitation.expires_at <= now:
             raise InvitationTokenExpired("This invitation has expired; ask for a new one.")
-        if email is not None and email.strip().lower() != invitation.email.lower():
-            raise InvitationEmailMismatch(
-                "This invitation was sent to another email address than yours."
-            )
         invitation.status = InvitationStatus.ACCEPTED
         invitation.accepted_at, invitation.accepted_by = now, user_id
         await session.flush()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from datetime import datetime
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import format_datetime, make_msgid, parseaddr
 from typing import Protocol
 
 import aiosmtplib
@@ -31,15 +31,18 @@ def compose_invitation(
     role: str,
     link: str,
     expires_at: datetime,
+    sent_at: datetime,
 ) -> EmailMessage:
-    """The invitation email: multipart/alternative with text and HTML bodies."""
+    """The invitation email: multipart/alternative with text and HTML bodies; ``Date`` and
+    ``Message-ID`` as RFC 5322 asks (the id in the sender's domain)."""
     as_role = ROLE_NAMES.get(role, role)
     expiry = expires_at.strftime("%Y-%m-%d %H:%M UTC")
     message = EmailMessage()
     message["Subject"] = f"You are invited to join {tenant_name} on Stellara"
     message["From"] = settings.mail_from
     message["To"] = to
-    message["Message-ID"] = make_msgid(domain="stellara.local")
+    message["Date"] = format_datetime(sent_at)
+    message["Message-ID"] = make_msgid(domain=_domain_of(settings.mail_from))
     message.set_content(
         f"Hello,\n\n"
         f"you are invited to join {tenant_name} on Stellara as {as_role}.\n\n"
@@ -60,6 +63,12 @@ def compose_invitation(
         subtype="html",
     )
     return message
+
+
+def _domain_of(address: str) -> str:
+    _, bare = parseaddr(address)
+    domain = bare.rpartition("@")[2].strip()
+    return domain or "stellara.local"
 
 
 class SmtpMailer:

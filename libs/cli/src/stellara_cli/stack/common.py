@@ -103,6 +103,14 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` so that a concurrent reader (``stellara status`` while ``make up`` runs)
+    sees the old content or the new, never an empty or half-written file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def read_pid(path: Path) -> int | None:
     try:
         return int(path.read_text().strip())

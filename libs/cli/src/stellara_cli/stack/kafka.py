@@ -23,6 +23,7 @@ from stellara_cli.stack.common import (
     port_open,
     read_pid,
     stop_pid,
+    write_atomically,
 )
 from stellara_contracts import topics
 
@@ -117,7 +118,7 @@ class Kafka:
             raise StackError(
                 f"Maven could not resolve Kafka {self.version}; see {self.config.logs / 'maven.log'}"
             )
-        digest_file.write_text(self._pom_digest())
+        write_atomically(digest_file, self._pom_digest())
         return self.classpath_file.read_text().strip()
 
     def _properties(self) -> str:
@@ -271,7 +272,7 @@ class Kafka:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        self.pid_file.write_text(str(proc.pid))
+        write_atomically(self.pid_file, str(proc.pid))
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if proc.poll() is not None:

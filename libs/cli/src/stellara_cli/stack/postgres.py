@@ -26,6 +26,7 @@ from stellara_cli.stack.common import (
     port_open,
     read_pid,
     stop_pid,
+    write_atomically,
 )
 from stellara_kit.provision import DatabaseRoles, provision_database
 
@@ -276,7 +277,7 @@ class Postgres:
                 start_new_session=True,
                 **self._user_kwargs(),  # type: ignore[call-overload]
             )
-        self.pid_file.write_text(str(proc.pid))
+        write_atomically(self.pid_file, str(proc.pid))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if proc.poll() is not None:

@@ -21,6 +21,7 @@ from stellara_cli.stack.common import (
     port_open,
     read_pid,
     stop_pid,
+    write_atomically,
 )
 
 
@@ -118,7 +119,7 @@ class MailSink:
             self.log,
             dict(os.environ),
         )
-        self.pid_file.write_text(str(proc.pid))
+        write_atomically(self.pid_file, str(proc.pid))
         _wait(
             lambda: port_open(self.port), proc, 20, f"the SMTP sink did not start; see {self.log}"
         )
@@ -226,7 +227,7 @@ class ServiceProcess:
             self.log,
             env,
         )
-        self.pid_file.write_text(str(proc.pid))
+        write_atomically(self.pid_file, str(proc.pid))
         return True
 
     def wait_ready(self, timeout: float = 90) -> None:
