@@ -189,6 +189,34 @@ async def outbox_drained(owner_url: str, *, timeout: float = 20) -> None:
     await wait_for(pending, until=lambda n: n == 0, timeout=timeout, interval=0.05)
 
 
+async def ingest_lag(settings: Settings) -> int:
+    """Records of ``usage.recorded`` the ingester's consumer group has not committed yet."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    bootstrap = settings.kafka_bootstrap_servers
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(settings.ingest_group_id)
+    finally:
+        await admin.close()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        topic = settings.topic(topics.USAGE_RECORDED)
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            found = consumer.partitions_for_topic(topic) or set()
+            partitions = [TopicPartition(topic, p) for p in found]
+        ends = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+    done = {tp: meta.offset for tp, meta in committed.items()}
+    return sum(max(0, end - max(done.get(tp, 0), 0)) for tp, end in ends.items())
+
+
 async def metric_value(http: httpx.AsyncClient, name: str, **labels: str) -> float:
     """A sample of the service's ``/metrics`` (0 when the series does not exist yet)."""
     response = await http.get("/metrics")

@@ -25,6 +25,8 @@ NEGATIVE_VALUE = "negative_value"
 FUTURE_TIMESTAMP = "future_timestamp"
 TOO_OLD = "too_old"
 MISSING_PROPERTY = "missing_property"
+#: PostgreSQL refused the record itself (found by splitting the batch that failed)
+DATABASE_REJECTED = "database_rejected"
 
 REASONS = (
     MALFORMED,
@@ -35,6 +37,7 @@ REASONS = (
     FUTURE_TIMESTAMP,
     TOO_OLD,
     MISSING_PROPERTY,
+    DATABASE_REJECTED,
 )
 
 
