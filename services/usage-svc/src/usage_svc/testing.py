@@ -40,8 +40,13 @@ class Tenants:
 
 
 def snapshot(
-    *, plan: str = "free", status: TenantStatus = TenantStatus.ACTIVE, slug: str | None = None
+    *,
+    plan: str = "free",
+    status: TenantStatus = TenantStatus.ACTIVE,
+    slug: str | None = None,
+    deleted_at: datetime | None = None,
 ) -> TenantSnapshot:
+    """A tenant; a deleted one was deleted at ``deleted_at`` (default: when it was created)."""
     tenant_id = uuid4()
     created = datetime(2025, 1, 1, tzinfo=UTC)
     return TenantSnapshot(
@@ -52,7 +57,8 @@ def snapshot(
         status=status,
         version=1,
         created_at=created,
-        updated_at=created,
+        updated_at=deleted_at or created,
+        deleted_at=(deleted_at or created) if status == TenantStatus.DELETED else None,
     )
 
 
