@@ -326,9 +326,7 @@ class UsageIngester:
             for record, event in waiting:
                 outcome = self.classifier.classify(event, batch.now)
                 if isinstance(outcome, Rejection):
-                    await self._dead_letter(
-                        producer, batch, _source_of(record), outcome.reason, outcome.error
-                    )
+                    await self._dead_letter(producer, batch, record, outcome.reason, outcome.error)
                     continue
                 key = (outcome[ROW_TENANT], outcome[ROW_EVENT])
                 if key in seen:
@@ -372,9 +370,7 @@ class UsageIngester:
                 try:
                     event = parse(record.value)
                 except MalformedRecord as exc:
-                    await self._dead_letter(
-                        producer, batch, _source_of(record), MALFORMED, str(exc)
-                    )
+                    await self._dead_letter(producer, batch, record, MALFORMED, str(exc))
                     continue
                 if event is None:  # a type this version does not know: not ours to judge
                     self.metrics.events.labels("ignored").inc()
@@ -387,7 +383,7 @@ class UsageIngester:
                         waiting.append((record, event))  # a meter added on another replica?
                     else:
                         await self._dead_letter(
-                            producer, batch, _source_of(record), outcome.reason, outcome.error
+                            producer, batch, record, outcome.reason, outcome.error
                         )
                     continue
                 key = (outcome[ROW_TENANT], outcome[ROW_EVENT])
@@ -427,6 +423,16 @@ class UsageIngester:
             self._given_up = {t: at for t, at in self._given_up.items() if now - at < 300}
 
     async def _dead_letter(
+        self,
+        producer: AIOKafkaProducer,
+        batch: PreparedBatch,
+        record: ConsumerRecord[bytes, bytes],
+        reason: str,
+        error: str,
+    ) -> None:
+        await self._dead_letter_source(producer, batch, _source_of(record), reason, error)
+
+    async def _dead_letter_source(
         self,
         producer: AIOKafkaProducer,
         batch: PreparedBatch,
@@ -545,7 +551,7 @@ class UsageIngester:
         so a crash meanwhile replays the batch and counts nothing twice.
         """
         if end - start == 1:
-            await self._dead_letter(
+            await self._dead_letter_source(
                 producer,
                 batch,
                 batch.sources[start],
