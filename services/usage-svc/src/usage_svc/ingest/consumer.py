@@ -30,7 +30,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from operator import itemgetter
@@ -85,18 +85,12 @@ FOLD_ATTEMPTS = 3
 #: Where a staged row came from, to dead-letter it as it was read: (topic, partition,
 #: offset, key, value, headers). A plain tuple of atomic values, which the garbage
 #: collector stops tracking (a ConsumerRecord would stay tracked, see StagedRow).
-RecordSource = tuple[str, int, int, bytes | None, bytes | None, tuple[tuple[str, bytes], ...]]
+RecordSource = tuple[str, int, int, bytes | None, bytes | None, Sequence[tuple[str, bytes]]]
 
 
 def _source_of(record: ConsumerRecord[bytes, bytes]) -> RecordSource:
-    return (
-        record.topic,
-        record.partition,
-        record.offset,
-        record.key,
-        record.value,
-        tuple(record.headers),
-    )
+    # aiokafka hands headers over as a tuple already
+    return (record.topic, record.partition, record.offset, record.key, record.value, record.headers)
 
 
 @dataclass
@@ -392,7 +386,17 @@ class UsageIngester:
                     continue
                 seen.add(key)
                 rows.append(outcome)
-                sources.append(_source_of(record))
+                # as _source_of, inline: once per accepted record
+                sources.append(
+                    (
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                        record.key,
+                        record.value,
+                        record.headers,
+                    )
+                )
         fetched.clear()
         return busy + time.perf_counter() - resumed
 
