@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
@@ -281,6 +282,13 @@ CREATE TRIGGER test_fail_once BEFORE INSERT OR UPDATE ON hourly_aggregates
 
 REFUSED = "database_rejected"
 
+VISITORS = {
+    "key": "visitors",
+    "aggregation": "UNIQUE_COUNT",
+    "unit": "visitors",
+    "unique_property": "user",
+}
+
 
 async def run_sql(url: str, sql: str) -> None:
     conn = await asyncpg.connect(asyncpg_dsn(url))
@@ -348,6 +356,34 @@ class TestDatabaseRefusals:
             refused = {"topic": topics.USAGE_RECORDED, "reason": REFUSED}
             assert await metric_value(http, "stellara_events_dead_lettered_total", **refused) == 2
             assert await metric_value(http, EVENTS, outcome="duplicate") == 0
+
+    async def test_a_distinct_value_too_large_for_its_index_is_dead_lettered_alone(
+        self, app: FastAPI, settings: Settings, tenants: Tenants
+    ) -> None:
+        # no simulation: PostgreSQL's own limit on a btree entry (about 2.7 kB, SQLSTATE
+        # 54000) refuses the distinct value a UNIQUE_COUNT meter keeps
+        tenant = tenants.starter.tenant_id
+        huge = record(tenant, "visitors", properties={"user": secrets.token_urlsafe(3000)})
+        visits = [record(tenant, "visitors", properties={"user": u}) for u in ("ada", "bob")]
+        async with running_app(app) as http:
+            await wait_ready(http)
+            added = await http.post("/meters", json=VISITORS, headers=headers(settings))
+            assert added.status_code == 201, added.text
+            good, totals = good_traffic(tenants)
+            await produce_usage(settings, [*good[:150], visits[0], huge, visits[1], *good[150:]])
+
+            for tenant_id, total in totals.items():
+                usage = await wait_for_events(http, settings, tenant_id, "api_calls", 150)
+                assert (usage["value"], usage["events"]) == (total, 150)
+            usage = await wait_for_events(http, settings, tenant, "visitors", 2)
+            assert (usage["value"], usage["events"]) == (2, 2)
+            await lag_is_zero(settings)
+            [letter] = await dead_letters(settings)
+            assert letter.value == huge[1]
+            told = header_map(letter)
+            assert told["x-dlq-reason"] == REFUSED
+            assert told["x-dlq-error"].startswith("PostgreSQL refused the record (54000")
+            assert "index row size" in told["x-dlq-error"]
 
     async def test_a_crash_while_the_batch_is_split_counts_nothing_twice(
         self,
