@@ -24,11 +24,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-#: a decimal written out in plain notation in JSON ("0.000000002", "10000"), never "2E-9" or
-#: "1E+4", so billing systems read amounts and quantities without surprises
-PlainDecimal = Annotated[
-    Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")
-]
+def plain_decimal(value: Decimal) -> str:
+    """``value`` in plain notation ("0.000000002", "10000"), never "2E-9" or "1E+4"."""
+    return format(value, "f")
+
+
+#: a decimal written out in plain notation in JSON, so billing systems read amounts and
+#: quantities without surprises (CSV answers use ``plain_decimal`` too)
+PlainDecimal = Annotated[Decimal, PlainSerializer(plain_decimal, return_type=str, when_used="json")]
 
 
 class FrozenModel(BaseModel):

@@ -138,6 +138,12 @@ class TenantSnapshot(EventData):
     version: int = _version
     created_at: AwareDatetime = Field(examples=["2026-12-01T10:00:00Z"])
     updated_at: AwareDatetime = Field(examples=["2026-12-01T10:05:00Z"])
+    deleted_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the tenant was deleted (set with status `deleted`; usage that "
+        "occurred before it is still billed).",
+        examples=[None],
+    )
 
 
 # --------------------------------------------------------------------- usage.recorded

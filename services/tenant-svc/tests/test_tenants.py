@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
@@ -347,6 +348,11 @@ class TestLifecycle:
             ("active", 4),
             ("deleted", 5),
         ]
+        # consumers learn when the tenant went (usage before it is still billed)
+        assert [s.data.deleted_at for _, s in snapshots[:4]] == [None] * 4
+        assert snapshots[4][1].data.deleted_at == datetime.fromisoformat(
+            deleted.json()["deleted_at"]
+        )
 
     async def test_invalid_transition_lists_the_allowed_ones(self, kit: Any) -> None:
         tenant = await kit.create_tenant("acme")

@@ -138,6 +138,12 @@ class TestInvoicePreview:
         assert response.headers["content-type"].startswith("text/csv")
         rows = {r["metric"]: r for r in csv.DictReader(io.StringIO(response.text))}
         assert (rows["api_calls"]["overage"], rows["api_calls"]["amount"]) == ("20000", "4.00")
+        # in plain notation, exactly as the JSON answer writes them (not 2E-9, 1E+1)
+        assert rows["storage_bytes"]["unit_price"] == "0.000000002"
+        json_answer = await service.http.get(
+            f"/tenants/{tenant}/usage/invoice-preview", headers=headers(service.settings, tenant)
+        )
+        assert rows == {item["metric"]: item for item in json_answer.json()["line_items"]}
 
     async def test_a_plan_missing_from_the_catalogue_is_a_conflict(
         self, service: RunningService

@@ -24,6 +24,7 @@ from usage_svc.testing import (
     record,
     snapshot,
     wait_for_events,
+    wait_for_tenant,
     wait_ready,
 )
 
@@ -152,6 +153,36 @@ class TestDeadLetters:
             service.http, service.settings, late.tenant_id, "api_calls", 1
         )
         assert usage["value"] == 1
+
+
+class TestDeletedTenants:
+    @pytest.mark.parametrize("told", ["deleted_at", "updated_at"])
+    async def test_usage_before_the_deletion_counts_and_usage_after_it_is_dead_lettered(
+        self, service: RunningService, told: str
+    ) -> None:
+        deleted_at = datetime.now(UTC) - timedelta(hours=1)
+        gone = snapshot(status=TenantStatus.DELETED, deleted_at=deleted_at)
+        if told == "updated_at":  # a snapshot published before they carried deleted_at
+            gone = gone.model_copy(update={"deleted_at": None})
+        await publish_tenants(service.settings, gone)
+        await wait_for_tenant(service.app, gone.tenant_id)
+        tenant = gone.tenant_id
+        key, last_call = record(
+            tenant, "api_calls", 2, occurred_at=deleted_at - timedelta(milliseconds=1)
+        )
+        _, after = record(tenant, "api_calls", 5, occurred_at=deleted_at)
+        _, earlier = record(tenant, "api_calls", 3, occurred_at=deleted_at - timedelta(minutes=9))
+        # the last calls reach the ingester after the deletion did
+        await produce_usage(service.settings, [(key, last_call), (key, after), (key, earlier)])
+
+        start = (deleted_at - timedelta(days=1)).date().isoformat()
+        usage = await wait_for_events(
+            service.http, service.settings, tenant, "api_calls", 2, start=start
+        )
+        assert (usage["value"], usage["events"]) == (5, 2)
+        told_why = header_map(await dead_letter_of(service.settings, after))
+        assert told_why["x-dlq-reason"] == "tenant_deleted"
+        assert deleted_at.isoformat() in told_why["x-dlq-error"]
 
 
 class TestUnknownMetricsAllowed:

@@ -128,9 +128,90 @@ class TestRowLevelSecurity:
         self, service: RunningService
     ) -> None:
         async with runtime_connection(service) as conn:
-            for function in ("usage_secure_partition", "usage_secure_partition_unchecked"):
+            for function in ("usage_secure_partition", "usage_partition_oid"):
                 with pytest.raises(asyncpg.InsufficientPrivilegeError):
                     await conn.execute(f"SELECT {function}('meters')")
+
+
+@asynccontextmanager
+async def owner_connection(service: RunningService) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(asyncpg_dsn(service.database.owner_url))
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+#: the functions that run with the owner's rights, each checking every name it acts on
+DEFINER_FUNCTIONS = {
+    "usage_secure_partition",
+    "usage_ensure_raw_partitions",
+    "usage_dedup_epoch",
+    "usage_drop_expired_partitions",
+}
+
+
+class TestOwnerFunctions:
+    async def test_the_service_role_only_reads_the_table_the_owners_functions_trust(
+        self, service: RunningService
+    ) -> None:
+        async with runtime_connection(service) as conn:
+            assert await conn.fetchval("SELECT count(*) FROM usage_dedup_epochs") >= 0
+            for statement in (
+                "INSERT INTO usage_dedup_epochs VALUES ('2000-01-01', '2000-01-02', 'meters')",
+                "UPDATE usage_dedup_epochs SET partition_name = 'meters'",
+                "DELETE FROM usage_dedup_epochs",
+                "TRUNCATE usage_dedup_epochs",
+            ):
+                with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                    await conn.execute(statement)
+
+    async def test_retention_refuses_an_epoch_that_names_another_table(
+        self, service: RunningService
+    ) -> None:
+        # as a row written before the runtime role lost its write would have been
+        async with owner_connection(service) as owner:
+            await owner.execute(
+                "INSERT INTO usage_dedup_epochs VALUES ('2000-01-01', '2000-01-02', 'meters')"
+            )
+            try:
+                async with runtime_connection(service) as conn:
+                    with pytest.raises(asyncpg.InvalidParameterValueError, match="meters"):
+                        await conn.fetchval(
+                            "SELECT usage_drop_expired_partitions('2000-01-01', '2000-02-01')"
+                        )
+            finally:
+                await owner.execute("DELETE FROM usage_dedup_epochs WHERE start_day = '2000-01-01'")
+            assert await owner.fetchval("SELECT to_regclass('public.meters')") is not None
+
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "meters",
+            "raw_events",
+            "usage_dedup_epochs",
+            'raw_events_p20261201"; DROP TABLE meters; --',
+            "raw_events_p99991231",  # the right shape, but no such partition
+            "usage_dedup_e20261201",
+        ],
+    )
+    async def test_securing_a_partition_refuses_any_other_name(
+        self, service: RunningService, name: str
+    ) -> None:
+        async with owner_connection(service) as owner:
+            with pytest.raises(asyncpg.InvalidParameterValueError, match="refused"):
+                await owner.execute("SELECT usage_secure_partition($1)", name)
+            assert await owner.fetchval("SELECT to_regclass('public.meters')") is not None
+
+    async def test_every_owner_function_pins_its_search_path(self, service: RunningService) -> None:
+        async with owner_connection(service) as owner:
+            rows = await owner.fetch(
+                "SELECT proname, proconfig FROM pg_proc"
+                " WHERE prosecdef AND pronamespace = 'public'::regnamespace"
+            )
+        assert {row["proname"] for row in rows} == DEFINER_FUNCTIONS
+        for row in rows:
+            assert row["proconfig"] == ["search_path=pg_catalog, public, pg_temp"], row["proname"]
 
 
 class TestAuthorization:

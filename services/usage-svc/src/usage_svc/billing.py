@@ -18,10 +18,11 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 from stellara_contracts import new_event
-from stellara_contracts.events import BillingPeriodClosed, TenantSnapshot, TenantStatus
+from stellara_contracts.events import BillingPeriodClosed, TenantSnapshot
 from stellara_kit.runtime import ServiceRuntime
 from stellara_kit.tenant_directory import TenantDirectory
 from usage_svc import repository, service
+from usage_svc.ingest.classify import deleted_since
 from usage_svc.meter_catalogue import MeterCatalogue
 from usage_svc.plans import Period, month_of, rate
 from usage_svc.settings import Settings
@@ -139,4 +140,5 @@ def _billable(tenant: TenantSnapshot, period: Period) -> bool:
     """The tenant existed during the period (created before its end, not deleted before it)."""
     if tenant.created_at >= period.end_at:
         return False
-    return not (tenant.status == TenantStatus.DELETED and tenant.updated_at < period.start_at)
+    deleted_at = deleted_since(tenant)
+    return deleted_at is None or deleted_at >= period.start_at

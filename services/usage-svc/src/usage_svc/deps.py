@@ -6,11 +6,13 @@ import csv
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import Depends, Request, Response
 
+from stellara_contracts.envelope import plain_decimal
 from stellara_contracts.events import TenantSnapshot
 from stellara_kit.auth import Principal
 from stellara_kit.db import Database
@@ -76,6 +78,8 @@ def csv_response(
 
 
 def _cell(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return plain_decimal(value)  # as the JSON answers write it
     if isinstance(value, float):
         return repr(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
     if hasattr(value, "isoformat"):

@@ -40,8 +40,13 @@ class Tenants:
 
 
 def snapshot(
-    *, plan: str = "free", status: TenantStatus = TenantStatus.ACTIVE, slug: str | None = None
+    *,
+    plan: str = "free",
+    status: TenantStatus = TenantStatus.ACTIVE,
+    slug: str | None = None,
+    deleted_at: datetime | None = None,
 ) -> TenantSnapshot:
+    """A tenant; a deleted one was deleted at ``deleted_at`` (default: when it was created)."""
     tenant_id = uuid4()
     created = datetime(2025, 1, 1, tzinfo=UTC)
     return TenantSnapshot(
@@ -52,7 +57,8 @@ def snapshot(
         status=status,
         version=1,
         created_at=created,
-        updated_at=created,
+        updated_at=deleted_at or created,
+        deleted_at=(deleted_at or created) if status == TenantStatus.DELETED else None,
     )
 
 
@@ -187,6 +193,34 @@ async def outbox_drained(owner_url: str, *, timeout: float = 20) -> None:
             await conn.close()
 
     await wait_for(pending, until=lambda n: n == 0, timeout=timeout, interval=0.05)
+
+
+async def ingest_lag(settings: Settings) -> int:
+    """Records of ``usage.recorded`` the ingester's consumer group has not committed yet."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    bootstrap = settings.kafka_bootstrap_servers
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(settings.ingest_group_id)
+    finally:
+        await admin.close()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        topic = settings.topic(topics.USAGE_RECORDED)
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            found = consumer.partitions_for_topic(topic) or set()
+            partitions = [TopicPartition(topic, p) for p in found]
+        ends = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+    done = {tp: meta.offset for tp, meta in committed.items()}
+    return sum(max(0, end - max(done.get(tp, 0), 0)) for tp, end in ends.items())
 
 
 async def metric_value(http: httpx.AsyncClient, name: str, **labels: str) -> float:

@@ -65,6 +65,7 @@ def snapshot_of(tenant: Tenant) -> TenantSnapshot:
         version=tenant.version,
         created_at=tenant.created_at,
         updated_at=tenant.updated_at,
+        deleted_at=tenant.deleted_at,
     )
 
 

@@ -9,7 +9,7 @@ from uuid import UUID
 
 import orjson
 
-from stellara_contracts.events import TenantStatus
+from stellara_contracts.events import TenantSnapshot, TenantStatus
 from stellara_kit.tenant_directory import TenantDirectory
 from usage_svc.ingest.decoding import ParsedUsage
 from usage_svc.meter_catalogue import MeterCatalogue
@@ -25,6 +25,8 @@ NEGATIVE_VALUE = "negative_value"
 FUTURE_TIMESTAMP = "future_timestamp"
 TOO_OLD = "too_old"
 MISSING_PROPERTY = "missing_property"
+#: PostgreSQL refused the record itself (found by splitting the batch that failed)
+DATABASE_REJECTED = "database_rejected"
 
 REASONS = (
     MALFORMED,
@@ -35,6 +37,7 @@ REASONS = (
     FUTURE_TIMESTAMP,
     TOO_OLD,
     MISSING_PROPERTY,
+    DATABASE_REJECTED,
 )
 
 
@@ -84,6 +87,17 @@ ROW_METRIC: Final = 2
 ROW_OCCURRED_AT: Final = 4
 
 
+def deleted_since(tenant: TenantSnapshot) -> datetime | None:
+    """When a deleted tenant was deleted (None while it is not).
+
+    Snapshots published before they carried ``deleted_at`` say it with
+    ``updated_at``: a deleted tenant never changes again.
+    """
+    if tenant.status != TenantStatus.DELETED:
+        return None
+    return tenant.deleted_at or tenant.updated_at
+
+
 class Rejection(NamedTuple):
     reason: str
     error: str
@@ -127,7 +141,14 @@ class UsageClassifier:
         if tenant is None:
             return Rejection(UNKNOWN_TENANT, f"tenant {event.tenant_id} is not known")
         if tenant.status == TenantStatus.DELETED:
-            return Rejection(TENANT_DELETED, f"tenant {event.tenant_id} is deleted")
+            # usage up to the deletion is billable; none can occur after it
+            deleted_at = deleted_since(tenant)
+            if deleted_at is not None and event.occurred_at >= deleted_at:
+                return Rejection(
+                    TENANT_DELETED,
+                    f"tenant {event.tenant_id} was deleted at {deleted_at.isoformat()}; "
+                    f"occurred_at {event.occurred_at.isoformat()} is not before it",
+                )
         meter = self.meters.get(event.metric)
         if meter is None and not self.allow_unknown_metrics:
             return Rejection(UNKNOWN_METRIC, f"metric {event.metric!r} is not in the catalogue")

@@ -10,6 +10,13 @@ process) overlaps writing the current one (CPU in PostgreSQL):
   waits for the dead letters' acknowledgements, and only then commits the
   offsets.
 
+A batch PostgreSQL refuses for its data (a value out of range, a constraint) is
+split in halves, each folded in a transaction of its own, down to the records
+refused on their own: those are dead-lettered (``database_rejected``, with the
+database's error) and the rest is counted, so that one record never stops a
+partition. Any other failure (a lost connection, a restart, a serialization
+failure) restarts the ingester, which reads the batch again.
+
 Exactness never depends on the offset commit: a batch replayed after a crash
 (before or after the database commit) finds its ids in the dedup ledger and
 changes nothing. On a rebalance the revoked partitions' in-flight batches are
@@ -23,7 +30,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from operator import itemgetter
@@ -45,7 +52,9 @@ from stellara_kit.tenant_directory import TenantDirectory
 from usage_svc.ingest import quotas
 from usage_svc.ingest import repository as repo
 from usage_svc.ingest.classify import (
+    DATABASE_REJECTED,
     MALFORMED,
+    REASONS,
     ROW_EVENT,
     ROW_METRIC,
     ROW_OCCURRED_AT,
@@ -73,6 +82,16 @@ GATHER_WAIT_MS = 10
 #: transactions tried for one batch when other writers keep recording its events first
 FOLD_ATTEMPTS = 3
 
+#: Where a staged row came from, to dead-letter it as it was read: (topic, partition,
+#: offset, key, value, headers). A plain tuple of atomic values, which the garbage
+#: collector stops tracking (a ConsumerRecord would stay tracked, see StagedRow).
+RecordSource = tuple[str, int, int, bytes | None, bytes | None, Sequence[tuple[str, bytes]]]
+
+
+def _source_of(record: ConsumerRecord[bytes, bytes]) -> RecordSource:
+    # aiokafka hands headers over as a tuple already
+    return (record.topic, record.partition, record.offset, record.key, record.value, record.headers)
+
 
 @dataclass
 class IngestFaults:
@@ -87,6 +106,7 @@ class PreparedBatch:
     staged: list[StagedRow]  # plain tuples, see StagedRow
     offsets: dict[TopicPartition, int]
     now: datetime
+    sources: list[RecordSource] = field(default_factory=list)  # one per staged row
     dead_letters: list[asyncio.Future[Any]] = field(default_factory=list)
     records: int = 0
     duplicates_in_batch: int = 0
@@ -141,6 +161,8 @@ class IngestMetrics:
             registry=registry,
         )
         self.dead_lettered = runtime.consumer_metrics.dead_lettered
+        for reason in REASONS:  # every reason listed from the start, at 0
+            self.dead_lettered.labels(topic=topics.USAGE_RECORDED, reason=reason)
 
 
 class UsageIngester:
@@ -215,7 +237,9 @@ class UsageIngester:
         try:
             await consumer.start()
             queue: asyncio.Queue[PreparedBatch] = asyncio.Queue(maxsize=1)
-            await _side_by_side(self._read(consumer, producer, queue), self._write(consumer, queue))
+            await _side_by_side(
+                self._read(consumer, producer, queue), self._write(consumer, producer, queue)
+            )
         finally:
             gc.unfreeze()
             self._writer_busy = False
@@ -304,6 +328,7 @@ class UsageIngester:
                     continue
                 seen.add(key)
                 batch.staged.append(outcome)
+                batch.sources.append(_source_of(record))
             busy += time.perf_counter() - resumed
         self.stats.prepare_seconds += busy
         return batch
@@ -321,6 +346,7 @@ class UsageIngester:
         parse = self.parser.parse
         classify = self.classifier.classify
         rows = batch.staged
+        sources = batch.sources
         busy = 0.0
         resumed = time.perf_counter()
         handled = 0
@@ -360,6 +386,17 @@ class UsageIngester:
                     continue
                 seen.add(key)
                 rows.append(outcome)
+                # as _source_of, inline: once per accepted record
+                sources.append(
+                    (
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                        record.key,
+                        record.value,
+                        record.headers,
+                    )
+                )
         fetched.clear()
         return busy + time.perf_counter() - resumed
 
@@ -397,20 +434,31 @@ class UsageIngester:
         reason: str,
         error: str,
     ) -> None:
+        await self._dead_letter_source(producer, batch, _source_of(record), reason, error)
+
+    async def _dead_letter_source(
+        self,
+        producer: AIOKafkaProducer,
+        batch: PreparedBatch,
+        source: RecordSource,
+        reason: str,
+        error: str,
+    ) -> None:
+        topic, partition, offset, key, value, record_headers = source
         headers = dlq_headers(
-            record.headers,
+            record_headers,
             error=error,
             reason=reason,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
+            topic=topic,
+            partition=partition,
+            offset=offset,
             attempts=0,
             consumer=self.settings.ingest_group_id,
         )
         future = await producer.send(
-            dlq_topic(record.topic),
-            record.value or b"",
-            key=record.key,
+            dlq_topic(topic),
+            value or b"",
+            key=key,
             headers=[(k, v.encode()) for k, v in headers.items()],
         )
         batch.dead_letters.append(future)
@@ -418,7 +466,12 @@ class UsageIngester:
         self.metrics.events.labels("dead_lettered").inc()
 
     # ------------------------------------------------------------------ writer
-    async def _write(self, consumer: AIOKafkaConsumer, queue: asyncio.Queue[PreparedBatch]) -> None:
+    async def _write(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        queue: asyncio.Queue[PreparedBatch],
+    ) -> None:
         stats = self.stats
         while True:
             if queue.empty():
@@ -428,7 +481,7 @@ class UsageIngester:
             try:
                 started = time.perf_counter()
                 if batch.staged:
-                    await self._store(batch)
+                    await self._store(batch, producer)
                 stored = time.perf_counter()
                 if batch.dead_letters:
                     await asyncio.gather(*batch.dead_letters)
@@ -463,11 +516,71 @@ class UsageIngester:
             # dedup ledger turns into a no-op
             log.info("offset commit skipped after a rebalance: %s", exc)
 
-    async def _store(self, batch: PreparedBatch) -> None:
-        db = self.runtime.db
-        assert db is not None
+    async def _store(self, batch: PreparedBatch, producer: AIOKafkaProducer) -> None:
         rows = batch.staged
         await self._prepare_partitions(rows)
+        refused = 0
+        try:
+            accepted = await self._fold(batch, rows)
+        except Exception as exc:
+            refusal = repo.data_refusal(exc)
+            if refusal is None:
+                raise  # not the data's fault: the ingester restarts and reads the batch again
+            log.warning(
+                "PostgreSQL refused a usage batch of %d rows (%s); splitting it to find "
+                "the records it refuses",
+                len(rows),
+                refusal.sqlstate,
+            )
+            accepted, refused = await self._fold_apart(batch, producer, 0, len(rows), refusal)
+        self.stats.events_accepted += accepted
+        self.metrics.events.labels("accepted").inc(accepted)
+        duplicates = len(rows) - accepted - refused + batch.duplicates_in_batch
+        if duplicates:
+            self.metrics.events.labels("duplicate").inc(duplicates)
+
+    async def _fold_apart(
+        self,
+        batch: PreparedBatch,
+        producer: AIOKafkaProducer,
+        start: int,
+        end: int,
+        refusal: asyncpg.PostgresError,
+    ) -> tuple[int, int]:
+        """Fold ``batch.staged[start:end]``, which the database refused, in halves.
+
+        Each half is its own transaction; a refused half is split again, down to
+        single rows, which are dead-lettered with the database's error. Returns the
+        events accepted and the rows refused. Every committed half is in the ledger,
+        so a crash meanwhile replays the batch and counts nothing twice.
+        """
+        if end - start == 1:
+            await self._dead_letter_source(
+                producer,
+                batch,
+                batch.sources[start],
+                DATABASE_REJECTED,
+                repo.describe_refusal(refusal),
+            )
+            return 0, 1
+        accepted = refused = 0
+        middle = (start + end) // 2
+        for first, last in ((start, middle), (middle, end)):
+            try:
+                accepted += await self._fold(batch, batch.staged[first:last])
+            except Exception as exc:
+                part_refusal = repo.data_refusal(exc)
+                if part_refusal is None:
+                    raise
+                part = await self._fold_apart(batch, producer, first, last, part_refusal)
+                accepted += part[0]
+                refused += part[1]
+        return accepted, refused
+
+    async def _fold(self, batch: PreparedBatch, rows: list[StagedRow]) -> int:
+        """Fold ``rows`` in one transaction (again while a replica races it); events accepted."""
+        db = self.runtime.db
+        assert db is not None
         assert self._epoch is not None
         _, epoch, probe_from = self._epoch
         new_metrics = set(map(itemgetter(ROW_METRIC), rows)) - self.meters.with_data
@@ -500,11 +613,7 @@ class UsageIngester:
             self.metrics.alerts.labels(str(crossing.row.threshold)).inc()
         if len(self.fired) > 200_000:
             self.fired.clear()
-        self.stats.events_accepted += result.accepted
-        self.metrics.events.labels("accepted").inc(result.accepted)
-        duplicates = len(rows) - result.accepted + batch.duplicates_in_batch
-        if duplicates:
-            self.metrics.events.labels("duplicate").inc(duplicates)
+        return result.accepted
 
     async def _raise_alerts(
         self, session: AsyncSession, conn: asyncpg.Connection, periods: list[repo.PeriodTotals]

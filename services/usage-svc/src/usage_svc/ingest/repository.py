@@ -15,6 +15,10 @@
 
 A replayed batch finds every id in the ledger, inserts nothing, and so adds
 nothing to any aggregate.
+
+A batch the database refuses for its data (``data_refusal``) is split by the
+caller until the refused records are found; anything else (a lost connection, a
+restart, a serialization failure, the ledger race) is worth trying again as it is.
 """
 
 from __future__ import annotations
@@ -105,6 +109,42 @@ ON CONFLICT (tenant_id, metric, period_start) DO UPDATE SET {_FOLD_COLUMNS}
 RETURNING agg.tenant_id, agg.metric, agg.period_start, agg.sum, agg.count, agg.min,
           agg.max, agg.last_value, agg.last_at
 """
+
+
+#: SQLSTATE classes of refusals that the same rows get every time: data exceptions (22:
+#: a value out of range, text PostgreSQL cannot store…), integrity constraint violations
+#: (23) and program limits (54: an index row too large). Never connection (08), operator
+#: intervention (57: a restart), transaction rollback (40: serialization, deadlock) or
+#: resource (53) errors, which pass, nor 42 (a privilege or the SQL itself: no record's fault).
+DATA_REFUSAL_CLASSES = frozenset({"22", "23", "54"})
+
+
+def data_refusal(exc: BaseException) -> asyncpg.PostgresError | None:
+    """The database's refusal of the data itself behind ``exc``, or None.
+
+    A unique violation is the ledger race (another replica recorded one of the events
+    first), which a new transaction resolves: not a refusal.
+    """
+    seen: BaseException | None = exc
+    for _ in range(8):  # the asyncpg error, possibly wrapped (SQLAlchemy keeps it as ``orig``)
+        if seen is None:
+            return None
+        if isinstance(seen, asyncpg.PostgresError):
+            state = seen.sqlstate or ""
+            if state[:2] in DATA_REFUSAL_CLASSES and not isinstance(
+                seen, asyncpg.UniqueViolationError
+            ):
+                return seen
+            return None
+        seen = seen.__cause__ or getattr(seen, "orig", None)
+    return None
+
+
+def describe_refusal(error: asyncpg.PostgresError) -> str:
+    """The refusal as a dead letter's error: SQLSTATE, message and PostgreSQL's detail."""
+    text = f"PostgreSQL refused the record ({error.sqlstate} {type(error).__name__}): {error}"
+    detail = getattr(error, "detail", None)
+    return f"{text} ({detail})" if detail else text
 
 
 @dataclass(frozen=True)
