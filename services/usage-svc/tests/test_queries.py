@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from usage_svc.plans import month_of
-from usage_svc.testing import headers, produce_usage, record, wait_for_events
+from usage_svc.testing import headers, produce_usage, record, usage_of, wait_for_events
 
 from .conftest import RunningService
 
@@ -48,11 +48,16 @@ async def ingest(
         record(tenant, metric, value, occurred_at=at, properties=properties_by_index.get(f"e{i}"))
         for i, (metric, value, at) in enumerate(events)
     ]
+    # the sentinel is produced after the events, on the tenant's partition: once it counts, they
+    # do; a tenant ingested into before already counts earlier sentinels, so wait for one more
+    before = (await usage_of(service.http, service.settings, tenant)).get("workflow_runs", {})
     sentinel = datetime.now(UTC) - timedelta(minutes=1)
     await produce_usage(
         service.settings, [*records, record(tenant, "workflow_runs", 1, occurred_at=sentinel)]
     )
-    await wait_for_events(service.http, service.settings, tenant, "workflow_runs", 1)
+    await wait_for_events(
+        service.http, service.settings, tenant, "workflow_runs", before.get("events", 0) + 1
+    )
 
 
 def at(day: date, hour: int, minute: int = 0) -> datetime:

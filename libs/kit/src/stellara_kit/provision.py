@@ -57,6 +57,9 @@ async def provision_database(
     """Create (idempotently) the roles and the database; returns True if the database is new."""
     conn = await asyncpg.connect(admin_dsn)
     try:
+        # roles are cluster-wide: provisioners running at once (parallel test runs, replicas
+        # starting together) would otherwise race on the same role rows
+        await conn.execute("SELECT pg_advisory_lock(hashtext('stellara.provision'))")
         await ensure_role(conn, roles.owner, password=password)
         await ensure_role(conn, roles.runtime, password=password)
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", roles.database)
