@@ -151,9 +151,6 @@ class Settings(ServiceSettings):
         gt=0,
         description="Bucket size, in seconds of the plan's rate (a burst a tenant may send at once).",
     )
-    max_body_bytes: int = Field(
-        default=1_048_576, ge=1024, description="Largest request body accepted (413 above)."
-    )
     max_batch_events: int = Field(
         default=1000, ge=1, le=100_000, description="Most usage events in one ingestion request."
     )
