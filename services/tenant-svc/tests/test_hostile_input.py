@@ -172,6 +172,19 @@ class TestTheRefusalNamesTheField:
         version = document["components"]["schemas"]["RollbackRequest"]["properties"]["version"]
         assert version["maximum"] == 2**31 - 1
 
+    async def test_an_expiry_past_the_calendar(self, target: Target) -> None:
+        response = await target.client.post(
+            f"/tenants/{target.path_values['id']}/api-keys",
+            json={
+                "name": "k",
+                "scopes": ["tenant:read"],
+                "expires_at": "9999-12-31T23:59:59-12:00",
+            },
+            headers=target.headers,
+        )
+        assert response.status_code == 422
+        assert [e["location"] for e in response.json()["errors"]] == ["body.expires_at"]
+
     async def test_a_cursor_past_the_calendar_is_a_bad_cursor(self, target: Target) -> None:
         hostile = next(
             r for r in REQUESTS if r.id == "GET /tenants query.cursor=cursor-instant-max"

@@ -9,6 +9,9 @@ in the OpenAPI document), code parsing cursors or headers uses the helpers.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
@@ -43,3 +46,13 @@ def supported_instant(value: datetime) -> datetime | None:
 
 def supported_date(value: date) -> bool:
     return EARLIEST_DATE <= value <= LATEST_DATE
+
+
+def _within_supported_dates(value: datetime) -> datetime:
+    if value.tzinfo is not None and supported_instant(value) is None:
+        raise ValueError(f"lies outside the supported dates ({SUPPORTED_DATES}, in UTC)")
+    return value
+
+
+#: a request field holding an instant: one with a zone must lie within the supported dates
+Instant = Annotated[datetime, AfterValidator(_within_supported_dates)]

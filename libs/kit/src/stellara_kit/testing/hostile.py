@@ -37,18 +37,22 @@ VALUE_TOKENS: dict[str, str] = {
 }
 STRING_TOKENS = {"nul": json.dumps(NUL), "surrogate": '"\\ud800"'}
 INTEGER_TOKENS = {k: VALUE_TOKENS[k] for k in ("int32+1", "int64+1", "1e999", "nan")}
+#: instants at the ends of the calendar whose UTC time lies past them
 DATE_TOKENS = {
     "date-min": '"0001-01-01"',
     "date-max": '"9999-12-31"',
-    "instant-min": '"0001-01-01T00:00:00-12:00"',
-    "instant-max": '"9999-12-31T23:59:59+14:00"',
+    "instant-min": '"0001-01-01T00:00:00+14:00"',
+    "instant-max": '"9999-12-31T23:59:59-12:00"',
+    "instant-max-utc": '"9999-12-31T23:59:59.999999Z"',
+    "instant-naive": '"2030-01-01T00:00:00"',
 }
 QUERY_INTEGERS = {"int32+1": str(2**31), "int64+1": str(2**63), "1e999": "1e999", "nan": "NaN"}
 QUERY_DATES = {
     "date-min": "0001-01-01",
     "date-max": "9999-12-31",
-    "instant-min": "0001-01-01T00:00:00-12:00",
-    "instant-max": "9999-12-31T23:59:59+14:00",
+    "instant-min": "0001-01-01T00:00:00+14:00",
+    "instant-max": "9999-12-31T23:59:59-12:00",
+    "instant-max-utc": "9999-12-31T23:59:59.999999Z",
     "huge-year": "99999-01-01",
 }
 #: query parameters that hold dates or instants whatever their schema says
