@@ -54,6 +54,8 @@ class TestJsonBodies:
             (b'{"x\\u0000": 1}', ["body"]),
             (b'{"a": "\\ud800"}', ["body.a"]),
             (b'{"a": 1, "b": [NaN, "\\u0000"]}', ["body.b.0", "body.b.1"]),
+            (b'{"a": 1' + b"0" * 400 + b".0}", ["body.a"]),
+            (b'{"a": 2.5E+400}', ["body.a"]),
             ('{"a": NaN}'.encode("utf-16"), ["body.a"]),
             ('{"a": "x\\u0000"}'.encode("utf-32-le"), ["body.a"]),
         ],

@@ -29,8 +29,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from stellara_kit.problems import Problem, Unprocessable, problem_response
 
 #: raw spellings after which a JSON body is parsed and walked: the non-finite constants,
-#: NUL and surrogate escapes, and numbers long or exponent-heavy enough to overflow a double
-_SUSPECT = re.compile(rb"NaN|Infinity|\\u0000|\\u[dD][89abcdefABCDEF]|[eE][+-]?\d{3}|\d{300}")
+#: escapes (``\\u0000``, surrogates), and numbers long or exponent-heavy enough to overflow a
+#: double (plain substring searches first: they are several times faster than a regex)
+_SUSPECT_SPELLINGS = (b"NaN", b"Infinity", b"\\u")
+_BIG_EXPONENT = re.compile(rb"[0-9][eE][+-]?[0-9]{3}")
+_LONG_DIGITS = re.compile(rb"[0-9]{300}")
+
+
+def _suspect(body: bytes) -> bool:
+    return (
+        any(spelling in body for spelling in _SUSPECT_SPELLINGS)
+        or _BIG_EXPONENT.search(body) is not None
+        or _LONG_DIGITS.search(body) is not None
+    )
+
+
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -72,7 +85,7 @@ def hostile_json(body: bytes) -> list[dict[str, str]]:
     """
     # json.loads reads UTF-16 and UTF-32 too, whose first four bytes always hold a zero
     # byte; the raw spellings are only searched for in UTF-8
-    if b"\x00" not in body[:4] and not _SUSPECT.search(body):
+    if b"\x00" not in body[:4] and not _suspect(body):
         return []
     try:
         document = json.loads(body, parse_constant=_NotFinite, parse_float=_parse_float)
