@@ -30,6 +30,7 @@ from stellara_kit.outbox import Outbox, OutboxRelay
 from stellara_kit.paths import PathGuardMiddleware
 from stellara_kit.problems import install_problem_handlers
 from stellara_kit.settings import ServiceSettings
+from stellara_kit.strict_input import StrictInputMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -186,14 +187,22 @@ class ServiceRuntime:
         version: str = "0.1.0",
         description: str = "",
         asgi_middleware: bool = False,
+        check_bodies: bool = True,
     ) -> FastAPI:
         """The service's app; ``asgi_middleware`` picks the plain-ASGI request-context
-        middleware (same behaviour, less overhead a request)."""
+        middleware (same behaviour, less overhead a request). Input no database can store
+        is refused before routing (:mod:`stellara_kit.strict_input`); ``check_bodies=False``
+        leaves request bodies to the app (a proxy that streams them on)."""
         app = FastAPI(title=title, version=version, description=description, lifespan=self.lifespan)
         app.state.runtime = self
         app.state.settings = self.settings
         app.state.token_verifier = internal_verifier(self.settings)
         install_problem_handlers(app)
+        app.add_middleware(
+            StrictInputMiddleware,
+            max_body_bytes=self.settings.max_body_bytes,
+            check_bodies=check_bodies,
+        )
         # inside the request-context middleware (added next, so outer): refusals get a request id
         app.add_middleware(PathGuardMiddleware)
         install_observability(

@@ -56,6 +56,9 @@ class ServiceSettings(BaseSettings):
         default=200, ge=0, description="First retry delay; doubles on each retry."
     )
     relay_batch_size: int = Field(default=500, ge=1, le=10_000, description="Outbox rows a send.")
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Largest request body accepted (413 above)."
+    )
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
     http_port: int = Field(default=8000, ge=1, le=65535, description="Port the HTTP server binds.")
     log_level: str = Field(default="INFO", description="Python log level.")

@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         description=DESCRIPTION,
         asgi_middleware=True,  # the request-context middleware without a task per request
+        check_bodies=False,  # bodies stream on to the owning service, which checks them
     )
     app.state.gateway = Gateway(
         settings,

@@ -163,9 +163,6 @@ class Settings(ServiceSettings):
         description="Invitation accepts one client address may try a minute, whoever signs in "
         "(429 above).",
     )
-    max_body_bytes: int = Field(
-        default=1_048_576, ge=1024, description="Largest request body accepted (413 above)."
-    )
     max_batch_events: int = Field(
         default=1000, ge=1, le=100_000, description="Most usage events in one ingestion request."
     )

@@ -53,6 +53,7 @@ from stellara_contracts.events import (
     Role,
 )
 from stellara_kit.auth import Principal
+from stellara_kit.bounds import supported_instant
 from stellara_kit.outbox import Outbox
 
 TOKEN_BYTES = 32
@@ -116,9 +117,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created, _, ident = raw.partition("|")
-        return datetime.fromisoformat(created), UUID(ident)
+        instant, position = supported_instant(datetime.fromisoformat(created)), UUID(ident)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError("not a valid cursor") from exc
+    if instant is None:
+        raise ValueError("not a valid cursor")
+    return instant, position
 
 
 class Invitations:

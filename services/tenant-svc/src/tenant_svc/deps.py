@@ -12,6 +12,7 @@ from fastapi import Depends, Path, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stellara_kit.auth import Principal
+from stellara_kit.bounds import INT32_MAX, bounded_int
 from stellara_kit.db import Database, set_tenant
 from stellara_kit.problems import Forbidden
 from tenant_svc.config.catalogue import ConfigCatalogue
@@ -154,4 +155,5 @@ def expected_version(if_match: str | None) -> int | None:
     if if_match is None or if_match.strip() == "*":
         return None
     value = if_match.split(",")[0].strip().removeprefix("W/").strip('"')
-    return int(value) if value.isdigit() else -1
+    version = bounded_int(value, INT32_MAX)
+    return -1 if version is None else version

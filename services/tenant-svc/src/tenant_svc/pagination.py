@@ -5,10 +5,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from datetime import datetime
 from typing import Any, Generic, TypeVar
+from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from stellara_kit.bounds import bounded_int, supported_instant
+from stellara_kit.strict_input import unstorable
 from tenant_svc.errors import BadCursor
 
 T = TypeVar("T")
@@ -40,6 +44,32 @@ def decode_cursor(cursor: str, arity: int) -> list[str]:
         raise BadCursor("The cursor is not one this service handed out.") from exc
     if not isinstance(values, list) or len(values) != arity:
         raise BadCursor("The cursor is not one this service handed out.")
-    if not all(isinstance(v, str) for v in values):
+    if not all(isinstance(v, str) and not unstorable(v) for v in values):
         raise BadCursor("The cursor is not one this service handed out.")
     return values
+
+
+def cursor_instant(position: str) -> datetime:
+    """An instant a cursor holds (one this service wrote: aware, in range)."""
+    try:
+        instant = supported_instant(datetime.fromisoformat(position))
+    except ValueError:
+        instant = None
+    if instant is None:
+        raise BadCursor("The cursor is not one this service handed out.")
+    return instant
+
+
+def cursor_uuid(position: str) -> UUID:
+    try:
+        return UUID(position)
+    except ValueError as exc:
+        raise BadCursor("The cursor is not one this service handed out.") from exc
+
+
+def cursor_id(position: str) -> int:
+    """A row id (``bigint``) a cursor holds."""
+    value = bounded_int(position)
+    if value is None:
+        raise BadCursor("The cursor is not one this service handed out.")
+    return value

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stellara_kit.bounds import SUPPORTED_DATES, supported_date, supported_instant
 from usage_svc import repository
 from usage_svc.errors import InvalidQuery
 from usage_svc.meter_catalogue import MeterCatalogue
@@ -73,6 +74,8 @@ def parse_bound(text: str, tz: ZoneInfo, *, end: bool) -> datetime:
     try:
         if len(value) == 10:
             day = date.fromisoformat(value)
+            if not supported_date(day):
+                raise _out_of_range(text, end=end)
             return local_midnight(day + DAY if end else day, tz)
         instant = datetime.fromisoformat(value.replace(" ", "+") if "T" in value else value)
     except ValueError as exc:
@@ -82,7 +85,19 @@ def parse_bound(text: str, tz: ZoneInfo, *, end: bool) -> datetime:
         ) from exc
     if instant.tzinfo is None:
         instant = instant.replace(tzinfo=tz)
-    return instant.astimezone(UTC)
+    utc = supported_instant(instant)
+    if utc is None:
+        raise _out_of_range(text, end=end)
+    return utc
+
+
+def _out_of_range(text: str, *, end: bool) -> InvalidQuery:
+    message = f"{text!r} is outside the dates usage can be asked for ({SUPPORTED_DATES})."
+    location = "query.to" if end else "query.from"
+    return InvalidQuery(
+        f"{location}: {message}",
+        errors=[{"location": location, "message": message, "type": "date_range"}],
+    )
 
 
 def resolve_range(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -21,8 +20,13 @@ from tenant_svc.apikeys.schemas import (
     VerifyResult,
 )
 from tenant_svc.deps import Ctx, Cursor, TenantRef, refuse_api_keys
-from tenant_svc.errors import BadCursor
-from tenant_svc.pagination import Page, decode_cursor, encode_cursor
+from tenant_svc.pagination import (
+    Page,
+    cursor_instant,
+    cursor_uuid,
+    decode_cursor,
+    encode_cursor,
+)
 from tenant_svc.tenants.api import IdempotencyKey
 
 router = APIRouter(tags=["api keys"])
@@ -107,10 +111,7 @@ async def list_api_keys(
     after = None
     if cursor:
         created, key_id = decode_cursor(cursor, 2)
-        try:
-            after = (datetime.fromisoformat(created), UUID(key_id))
-        except ValueError as exc:
-            raise BadCursor("The cursor is not one this service handed out.") from exc
+        after = (cursor_instant(created), cursor_uuid(key_id))
     async with ctx.tenant_unit(ref, principal, access="admin") as (session, tenant):
         rows = await repository.list_page(
             session, tenant.id, include_revoked=include_revoked, after=after, limit=size + 1

@@ -8,6 +8,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from stellara_contracts.events import TenantStatus
+from stellara_kit.bounds import Instant
 from tenant_svc.models import ApiKey
 
 _KEY_ID = "e3b0c442-98fc-4c14-9afb-f4c8996fb924"
@@ -30,7 +31,7 @@ class ApiKeyCreate(BaseModel):
 
     name: str = Field(min_length=1, max_length=200, description="What the key is for.")
     scopes: list[str] = Field(min_length=1, max_length=50, description="What the key may do.")
-    expires_at: datetime | None = Field(default=None, description="Never expires when left out.")
+    expires_at: Instant | None = Field(default=None, description="Never expires when left out.")
 
 
 class ApiKeyOut(BaseModel):

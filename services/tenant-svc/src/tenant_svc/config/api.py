@@ -23,8 +23,8 @@ from tenant_svc.config.schemas import (
     RollbackRequest,
 )
 from tenant_svc.deps import Ctx, Cursor, TenantRef, etag_of, expected_version, require_scope
-from tenant_svc.errors import BadCursor, InvalidConfig
-from tenant_svc.pagination import Page, decode_cursor, encode_cursor
+from tenant_svc.errors import InvalidConfig
+from tenant_svc.pagination import Page, cursor_id, decode_cursor, encode_cursor
 from tenant_svc.tenants.api import IdempotencyKey, IfMatch
 
 router = APIRouter(tags=["configuration"])
@@ -183,9 +183,7 @@ async def config_history(
     before = None
     if cursor:
         (position,) = decode_cursor(cursor, 1)
-        if not position.isdigit():
-            raise BadCursor("The cursor is not one this service handed out.")
-        before = int(position)
+        before = cursor_id(position)
     async with ctx.tenant_unit(ref, principal, access="admin") as (session, tenant):
         rows = await service.history(
             session, tenant.id, name=name, category=category, before_id=before, limit=size + 1

@@ -15,6 +15,17 @@ from tenant_svc.config.catalogue import ConfigKey
 from tenant_svc.models import ConfigEntry, ConfigHistory
 
 
+async def serialise_writes(session: AsyncSession, tenant_id: UUID) -> None:
+    """Wait for, then hold until the transaction ends, the tenant's configuration write turn.
+
+    Row locks cannot do it: two first writes of a key find no row to lock. Taking the
+    turn again in the same transaction is free.
+    """
+    await session.execute(
+        select(func.pg_advisory_xact_lock(func.hashtextextended(f"tenant-config:{tenant_id}", 0)))
+    )
+
+
 async def entries(
     session: AsyncSession, tenant_id: UUID, *, category: str | None = None
 ) -> list[ConfigEntry]:

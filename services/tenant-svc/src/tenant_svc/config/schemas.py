@@ -9,6 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from stellara_contracts.events import ConfigChange
+from stellara_kit.bounds import INT32_MAX
 from tenant_svc.config.service import ConfigValue
 from tenant_svc.models import ConfigHistory
 from tenant_svc.settings import CONFIG_CATEGORIES
@@ -190,7 +191,9 @@ class ConfigChangesOut(BaseModel):
 class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"version": 1}]})
 
-    version: int = Field(ge=1, description="The key's version to bring back (see the history).")
+    version: int = Field(
+        ge=1, le=INT32_MAX, description="The key's version to bring back (see the history)."
+    )
 
 
 class HistoryEntryOut(BaseModel):

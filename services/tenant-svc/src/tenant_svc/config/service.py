@@ -5,6 +5,12 @@ changes are validated first (schemas, closed categories, sizes), then
 applied in the caller's transaction together with one history row per key
 and one TenantConfigChanged listing every change. A refused change refuses
 them all.
+
+Writers of one tenant's configuration take turns (:func:`repository.serialise_writes`)
+before they read or lock anything of it: a writer that looked first (is the key
+set? which version is it at?) would answer from a state another writer is about
+to change, and one that locked a row before waiting its turn would wait on a
+writer waiting for that row — a deadlock.
 """
 
 from __future__ import annotations
@@ -14,7 +20,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stellara_contracts.events import ConfigChange, TenantConfigChanged, TenantStatus
@@ -150,12 +155,7 @@ async def apply_changes(
         raise TenantDeleted("A deleted tenant's configuration cannot be changed.")
     validate_changes(catalogue, changes)
     names = [c.name for c in changes]
-    # one configuration writer per tenant at a time: two first writes of a key would both
-    # find no row to lock and pick the same version
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": f"tenant-config:{tenant.id}"},
-    )
+    await repository.serialise_writes(session, tenant.id)
     current = await repository.locked_entries(session, tenant.id, names)
     if expected_version is not None:
         entry = current.get(changes[0].name)
@@ -238,6 +238,7 @@ async def set_key(
     expected_version: int | None = None,
 ) -> tuple[ConfigValue, bool]:
     """Set one key; its value afterwards, and whether the tenant had not set it before."""
+    await repository.serialise_writes(session, tenant.id)
     existed = bool(await repository.locked_entries(session, tenant.id, [name]))
     await apply_changes(
         session,
@@ -262,6 +263,7 @@ async def delete_key(
     expected_version: int | None = None,
 ) -> list[ConfigChange]:
     """Remove the tenant's value of one key (the platform default applies again)."""
+    await repository.serialise_writes(session, tenant.id)
     if not await repository.locked_entries(session, tenant.id, [name]):
         raise ConfigKeyNotFound(
             f"{name[0]}.{name[1]} is not set for this tenant.", key=".".join(name)
@@ -288,6 +290,7 @@ async def rollback(
     actor: str | None,
 ) -> list[ConfigChange]:
     """Bring a key back to what it was at ``version`` (recorded as a new version)."""
+    await repository.serialise_writes(session, tenant.id)
     target = await repository.history_version(session, tenant.id, name, version)
     if target is None:
         raise ConfigVersionNotFound(

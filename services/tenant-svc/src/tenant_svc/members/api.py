@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -11,7 +10,6 @@ from fastapi.responses import JSONResponse
 from stellara_kit.auth import CurrentPrincipal
 from stellara_kit.problems import Unprocessable, problem_responses
 from tenant_svc.deps import Ctx, Cursor, TenantRef, refuse_api_keys
-from tenant_svc.errors import BadCursor
 from tenant_svc.members import importing, service
 from tenant_svc.members.schemas import (
     ImportReport,
@@ -21,7 +19,12 @@ from tenant_svc.members.schemas import (
     MemberRole,
     RoleChange,
 )
-from tenant_svc.pagination import Page, decode_cursor, encode_cursor
+from tenant_svc.pagination import (
+    Page,
+    cursor_instant,
+    decode_cursor,
+    encode_cursor,
+)
 from tenant_svc.tenants.api import IdempotencyKey
 
 router = APIRouter(tags=["members"])
@@ -61,10 +64,7 @@ async def list_members(
     after = None
     if cursor:
         joined, user_id = decode_cursor(cursor, 2)
-        try:
-            after = (datetime.fromisoformat(joined), user_id)
-        except ValueError as exc:
-            raise BadCursor("The cursor is not one this service handed out.") from exc
+        after = (cursor_instant(joined), user_id)
     async with ctx.tenant_unit(ref, principal, access="admin") as (session, tenant):
         rows = await service.list_members(
             session, tenant.id, role=role, after=after, limit=size + 1

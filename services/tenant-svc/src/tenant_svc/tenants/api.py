@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -13,8 +12,14 @@ from stellara_contracts.events import TenantStatus
 from stellara_kit.auth import CurrentPrincipal
 from stellara_kit.problems import problem_responses
 from tenant_svc.deps import Ctx, Cursor, TenantRef, etag_of, expected_version, require_scope
-from tenant_svc.errors import BadCursor, TenantNotFound
-from tenant_svc.pagination import Page, decode_cursor, encode_cursor
+from tenant_svc.errors import TenantNotFound
+from tenant_svc.pagination import (
+    Page,
+    cursor_instant,
+    cursor_uuid,
+    decode_cursor,
+    encode_cursor,
+)
 from tenant_svc.tenants import repository, service
 from tenant_svc.tenants.schemas import (
     ReceivedEventOut,
@@ -125,10 +130,7 @@ async def list_tenants(
     after = None
     if cursor:
         created, tenant_id = decode_cursor(cursor, 2)
-        try:
-            after = (datetime.fromisoformat(created), UUID(tenant_id))
-        except ValueError as exc:
-            raise BadCursor("The cursor is not one this service handed out.") from exc
+        after = (cursor_instant(created), cursor_uuid(tenant_id))
     async with ctx.db.system_transaction() as session:
         rows = await repository.list_page(
             session,
@@ -337,10 +339,7 @@ async def list_received_events(
     before = None
     if cursor:
         received, event_id = decode_cursor(cursor, 2)
-        try:
-            before = (datetime.fromisoformat(received), UUID(event_id))
-        except ValueError as exc:
-            raise BadCursor("The cursor is not one this service handed out.") from exc
+        before = (cursor_instant(received), cursor_uuid(event_id))
     async with ctx.tenant_unit(ref, principal, access="admin") as (session, tenant):
         rows = await repository.received_events(session, tenant.id, before=before, limit=size + 1)
     more = len(rows) > size
