@@ -198,13 +198,14 @@ class ServiceRuntime:
         app.state.settings = self.settings
         app.state.token_verifier = internal_verifier(self.settings)
         install_problem_handlers(app)
+        # both inside the request-context middleware (added next, so outer): refusals get a
+        # request id; unstorable input first, so a NUL in a path is named by its parameter
+        app.add_middleware(PathGuardMiddleware)
         app.add_middleware(
             StrictInputMiddleware,
             max_body_bytes=self.settings.max_body_bytes,
             check_bodies=check_bodies,
         )
-        # inside the request-context middleware (added next, so outer): refusals get a request id
-        app.add_middleware(PathGuardMiddleware)
         install_observability(
             app,
             registry=self.registry,
