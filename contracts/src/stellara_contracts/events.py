@@ -12,7 +12,14 @@ from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import (
+    AfterValidator,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
+from pydantic_core import PydanticCustomError
 
 from stellara_contracts import topics
 from stellara_contracts.envelope import (
@@ -156,12 +163,25 @@ class TenantSnapshot(EventData):
 USAGE_VALUE_BOUND = 1e15
 _INT_BOUND = int(USAGE_VALUE_BOUND)
 
-PropertyValue = (
+
+def _one_error(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    # one message for the property, not one for each member of the union
+    try:
+        return handler(value)
+    except ValidationError:
+        raise PydanticCustomError(
+            "property_value",
+            "must be a string without NUL, a boolean, or a number at most 1e15 in magnitude",
+        ) from None
+
+
+PropertyValue = Annotated[
     Annotated[str, Field(strict=True, pattern=NO_NUL_PATTERN)]
     | Annotated[bool, Field(strict=True)]
     | Annotated[int, Field(strict=True, ge=-_INT_BOUND, le=_INT_BOUND)]
-    | Annotated[float, Field(strict=True, ge=-USAGE_VALUE_BOUND, le=USAGE_VALUE_BOUND)]
-)
+    | Annotated[float, Field(strict=True, ge=-USAGE_VALUE_BOUND, le=USAGE_VALUE_BOUND)],
+    WrapValidator(_one_error),
+]
 
 
 def _names_without_nul(properties: dict[str, Any]) -> dict[str, Any]:
