@@ -50,6 +50,7 @@ async def recorded(
         decoded = decode_event(topics.USAGE_RECORDED, record.value)
         assert isinstance(decoded, UsageRecordedEvent)
         assert record.key == str(decoded.tenantid).encode()
+        assert list(record.headers) == [("content-type", b"application/cloudevents+json")]
         events.append(decoded)
     return events
 
