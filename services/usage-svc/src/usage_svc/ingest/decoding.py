@@ -32,7 +32,7 @@ from stellara_contracts import (
     decode_event,
     topics,
 )
-from stellara_contracts.envelope import RFC3339_RE, TRACEPARENT_RE, UUID_RE
+from stellara_contracts.envelope import RFC3339_RE, TRACEPARENT_RE
 from stellara_contracts.events import USAGE_VALUE_BOUND, UsageRecordedEvent
 
 USAGE_TYPE = "stellara.usage.recorded.v1"
@@ -42,6 +42,7 @@ _METRIC = re.compile(r"[a-z][a-z0-9_]{0,62}")
 _CACHE_LIMIT = 100_000
 _BOUND = USAGE_VALUE_BOUND
 _BOUND_ERRORS = frozenset({"less_than_equal", "greater_than_equal"})
+_ABSENT: Final = object()
 
 
 class ParsedUsage(NamedTuple):
@@ -79,6 +80,8 @@ class UsageRecordParser:
     def __init__(self) -> None:
         self._tenants: dict[str, UUID] = {}
         self._metrics: set[str] = set()
+        #: timestamps already read (events of one moment, of one batch of a producer)
+        self._stamps: dict[str, datetime] = {}
 
     def parse(self, raw: bytes | None) -> ParsedUsage | None:
         if not raw:
@@ -104,8 +107,7 @@ class UsageRecordParser:
         trace = doc.get("traceparent")
         if trace is not None and (type(trace) is not str or not TRACEPARENT_RE.fullmatch(trace)):
             raise _SlowPath
-        if "time" in doc:
-            _aware(doc["time"])
+        stamp = doc.get("time", _ABSENT)
 
         tenant_text: Any = doc.get("tenantid")
         if tenant_text != data.get("tenant_id"):
@@ -145,7 +147,15 @@ class UsageRecordParser:
             value = float(value)
         else:
             raise _SlowPath
-        occurred_at = _aware(data.get("occurred_at"))
+        occurred_text = data.get("occurred_at")
+        occurred_at = self._stamps.get(occurred_text) if type(occurred_text) is str else None
+        if occurred_at is None:
+            occurred_at = _aware(occurred_text)
+            if len(self._stamps) >= _CACHE_LIMIT:
+                self._stamps.clear()
+            self._stamps[occurred_text] = occurred_at
+        if stamp is not _ABSENT and stamp != occurred_text:  # producers often send one instant
+            _aware(stamp)
         properties = data.get("properties")
         if properties is None:
             if "properties" in data:
@@ -203,18 +213,30 @@ def _holds_nul(node: Any) -> bool:
 
 
 def _uuid(value: Any) -> UUID:
-    # asyncpg's UUID: a uuid.UUID (equal, same hash) parsed ~8x faster, and encoded fast
-    if type(value) is not str or not UUID_RE.fullmatch(value):
+    # asyncpg's UUID: a uuid.UUID (equal, same hash) parsed ~8x faster, and encoded fast.
+    # 36 characters with the four hyphens in place leave 32 that FastUUID takes only as hex
+    # digits: the schema's UUID pattern, at half the cost of matching it
+    if (
+        type(value) is not str
+        or len(value) != 36
+        or value[8] != "-"
+        or value[13] != "-"
+        or value[18] != "-"
+        or value[23] != "-"
+    ):
         raise _SlowPath
-    parsed: UUID = FastUUID(value)
+    try:
+        parsed: UUID = FastUUID(value)
+    except ValueError:
+        raise _SlowPath from None
     return parsed
 
 
 def _uuid_text(value: Any) -> str:
     """A valid UUID's canonical text, without keeping a UUID object."""
-    if type(value) is not str or not UUID_RE.fullmatch(value):
-        raise _SlowPath
-    return value if value.islower() else value.lower()
+    _uuid(value)
+    text: str = value
+    return text if text.islower() else text.lower()
 
 
 def _aware(value: Any) -> datetime:
