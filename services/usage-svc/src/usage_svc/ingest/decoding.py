@@ -147,7 +147,7 @@ class UsageRecordParser:
             value = float(value)
         else:
             raise _SlowPath
-        occurred_text = data.get("occurred_at")
+        occurred_text: Any = data.get("occurred_at")
         occurred_at = self._stamps.get(occurred_text) if type(occurred_text) is str else None
         if occurred_at is None:
             occurred_at = _aware(occurred_text)
