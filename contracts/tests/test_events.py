@@ -11,10 +11,13 @@ from pydantic import BaseModel
 
 from stellara_contracts import (
     EVENT_CLASSES,
+    MALFORMED,
     TOPIC_EVENTS,
+    UNKNOWN_TYPE,
     CloudEvent,
     EventDecodeError,
     UnknownEvent,
+    UnknownEventType,
     decode_event,
     new_event,
     topics,
@@ -59,21 +62,43 @@ def test_every_topic_has_events_and_every_event_one_topic() -> None:
     assert sum(len(v) for v in TOPIC_EVENTS.values()) == len(EVENT_CLASSES)
 
 
-class TestForwardCompatibility:
-    def test_unknown_type_decodes_to_unknown_event(self) -> None:
-        raw = {
+class TestTypes:
+    def envelope(self, kind: str, **extra: Any) -> dict[str, Any]:
+        return {
             "specversion": "1.0",
             "id": str(uuid4()),
             "source": "future-svc",
-            "type": "stellara.tenant.renamed.v1",
+            "type": kind,
             "tenantid": str(uuid4()),
             "data": {"anything": 1},
-        }
+        } | extra
+
+    @pytest.mark.parametrize(
+        "kind",
+        ["stellara.tenant.renamed.v1", "stellara.tenant.created.v2", "stellara.tenant.craeted.v1"],
+    )
+    def test_an_unknown_type_in_our_namespace_is_refused_as_unknown_type(self, kind: str) -> None:
+        with pytest.raises(UnknownEventType) as info:
+            decode_event(topics.TENANT_EVENTS, json.dumps(self.envelope(kind)))
+        assert info.value.reason == UNKNOWN_TYPE
+        assert kind in str(info.value)
+
+    def test_a_type_outside_our_namespace_decodes_to_unknown_event(self) -> None:
+        # another system's event: only its type is read, the rest is not ours to judge
+        raw = {"type": "com.example.order.placed", "id": 42, "data": None}
         event = decode_event(topics.TENANT_EVENTS, json.dumps(raw))
         assert isinstance(event, UnknownEvent)
-        assert event.type == "stellara.tenant.renamed.v1"
+        assert event.type == "com.example.order.placed"
 
-    def test_known_type_on_another_topic_is_not_taken_for_it(self) -> None:
+    @pytest.mark.parametrize("kind", [None, 5, ["stellara.tenant.created.v1"], {"a": 1}])
+    def test_a_missing_or_non_text_type_is_malformed(self, kind: Any) -> None:
+        raw = self.envelope("x")
+        raw.pop("type") if kind is None else raw.update(type=kind)
+        with pytest.raises(EventDecodeError) as info:
+            decode_event(topics.TENANT_EVENTS, json.dumps(raw))
+        assert info.value.reason == MALFORMED
+
+    def test_a_known_type_on_another_topic_is_an_unknown_type_there(self) -> None:
         tenant = uuid4()
         event = new_event(
             UsageRecorded(
@@ -81,7 +106,8 @@ class TestForwardCompatibility:
             ),  # type: ignore[arg-type]
             source="t",
         )
-        assert isinstance(decode_event(topics.TENANT_EVENTS, event.to_json()), UnknownEvent)
+        with pytest.raises(UnknownEventType):
+            decode_event(topics.TENANT_EVENTS, event.to_json())
 
     def test_fields_added_by_a_newer_producer_are_ignored(self) -> None:
         event = new_event(
@@ -123,7 +149,7 @@ class TestMalformedRecords:
             decode_event(topics.USAGE_RECORDED, json.dumps(raw))
 
     def test_naive_timestamps_are_refused(self) -> None:
-        with pytest.raises(ValueError, match="timezone"):
+        with pytest.raises(ValueError, match="time zone"):
             UsageRecorded(tenant_id=uuid4(), metric="m", value=1, occurred_at="2026-12-01T00:00:00")  # type: ignore[arg-type]
 
 

@@ -8,15 +8,29 @@ class adds ``Event`` (``TenantCreatedEvent``) and pins the CloudEvents
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from enum import StrEnum
-from typing import Any, Literal
-from uuid import UUID
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import (
+    AfterValidator,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
+from pydantic_core import PydanticCustomError
 
 from stellara_contracts import topics
-from stellara_contracts.envelope import CloudEvent, EventData, FrozenModel, PlainDecimal
+from stellara_contracts.envelope import (
+    NO_NUL_PATTERN,
+    CloudEvent,
+    EventData,
+    FrozenModel,
+    PlainDecimal,
+    Timestamp,
+    Uuid,
+)
 
 _TENANT = "5b0c8f5e-6a53-4a0e-9a0e-2f1f3a0b6c11"
 _USER = "8d7f5a9c-2b1e-4c3d-9e8f-7a6b5c4d3e2f"
@@ -50,7 +64,7 @@ class TenantCreated(EventData):
     plan: str = _plan
     status: TenantStatus = Field(default=TenantStatus.PENDING, examples=["pending"])
     metadata: dict[str, Any] = Field(default_factory=dict, examples=[{"region": "eu"}])
-    created_at: AwareDatetime = Field(examples=["2026-12-01T10:00:00Z"])
+    created_at: Timestamp = Field(examples=["2026-12-01T10:00:00Z"])
 
 
 class TenantUpdated(EventData):
@@ -136,9 +150,9 @@ class TenantSnapshot(EventData):
     status_reason: str | None = Field(default=None, examples=[None])
     metadata: dict[str, Any] = Field(default_factory=dict)
     version: int = _version
-    created_at: AwareDatetime = Field(examples=["2026-12-01T10:00:00Z"])
-    updated_at: AwareDatetime = Field(examples=["2026-12-01T10:05:00Z"])
-    deleted_at: AwareDatetime | None = Field(
+    created_at: Timestamp = Field(examples=["2026-12-01T10:00:00Z"])
+    updated_at: Timestamp = Field(examples=["2026-12-01T10:05:00Z"])
+    deleted_at: Timestamp | None = Field(
         default=None,
         description="When the tenant was deleted (set with status `deleted`; usage that "
         "occurred before it is still billed).",
@@ -147,23 +161,80 @@ class TenantSnapshot(EventData):
 
 
 # --------------------------------------------------------------------- usage.recorded
+#: the largest magnitude of a usage value. Sums stay far from double overflow (1.8e308: a
+#: month of one tenant's metric would need 1e293 events at the bound), and each value up to
+#: the bound is exact in a double (integers are exact up to 2^53 = 9.007e15), so totals stay
+#: exact to the unit up to ~9e15 and to 16 significant digits beyond. 1e15 is still a
+#: petabyte in bytes, or 31 million years in seconds, in one event.
+USAGE_VALUE_BOUND = 1e15
+_INT_BOUND = int(USAGE_VALUE_BOUND)
+
+
+def _one_error(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    # one message for the property, not one for each member of the union
+    try:
+        return handler(value)
+    except ValidationError:
+        raise PydanticCustomError(
+            "property_value",
+            "must be a string without NUL, a boolean, or a number at most 1e15 in magnitude",
+        ) from None
+
+
+PropertyValue = Annotated[
+    Annotated[str, Field(strict=True, pattern=NO_NUL_PATTERN)]
+    | Annotated[bool, Field(strict=True)]
+    | Annotated[int, Field(strict=True, ge=-_INT_BOUND, le=_INT_BOUND)]
+    | Annotated[float, Field(strict=True, ge=-USAGE_VALUE_BOUND, le=USAGE_VALUE_BOUND)],
+    WrapValidator(_one_error),
+]
+
+
+def _names_without_nul(properties: dict[str, Any]) -> dict[str, Any]:
+    for name in properties:
+        if "\x00" in name:
+            raise ValueError("a property name holds a NUL character")
+    return properties
+
+
+def _property_names_schema(schema: dict[str, Any]) -> None:
+    schema["propertyNames"] = {"pattern": NO_NUL_PATTERN}
+
+
+UsageProperties = Annotated[dict[str, PropertyValue], AfterValidator(_names_without_nul)]
+
+
 class UsageRecorded(EventData):
     """One measurement of a metric for a tenant, as emitted by a platform service."""
 
     metric: str = Field(
-        pattern=r"^[a-z][a-z0-9_]{0,62}$", description="Meter key.", examples=["api_calls"]
+        strict=True,
+        pattern=r"^[a-z][a-z0-9_]{0,62}$",
+        description="Meter key (from the meter catalogue).",
+        examples=["api_calls"],
     )
     value: float = Field(
-        allow_inf_nan=False, description="Amount measured (1 for a count).", examples=[1]
+        strict=True,
+        ge=-USAGE_VALUE_BOUND,
+        le=USAGE_VALUE_BOUND,
+        description=(
+            "Amount measured (1 for a count): a JSON number, at most 1e15 in magnitude; "
+            "negative only for meters that are not counters."
+        ),
+        examples=[1],
     )
-    occurred_at: AwareDatetime = Field(
-        description="When the usage happened (not when it was sent).",
+    occurred_at: Timestamp = Field(
+        description="When the usage happened (not when it was sent); RFC 3339 with a zone.",
         examples=["2026-12-01T10:00:00Z"],
     )
-    properties: dict[str, str | int | float | bool] = Field(
+    properties: UsageProperties = Field(
         default_factory=dict,
-        description="Dimensions of the measurement (route, user, region…).",
+        description=(
+            "Dimensions of the measurement (route, user, region…): strings, booleans, "
+            "or numbers at most 1e15 in magnitude (send identifiers as strings)."
+        ),
         examples=[{"route": "/tenants/{id}", "method": "GET", "status": 200}],
+        json_schema_extra=_property_names_schema,
     )
 
 
@@ -216,7 +287,7 @@ class BillingPeriodClosed(EventData):
 class OnboardingStarted(EventData):
     """A tenant's onboarding workflow started."""
 
-    workflow_id: UUID = Field(examples=[_WORKFLOW])
+    workflow_id: Uuid = Field(examples=[_WORKFLOW])
     plan: str = _plan
     steps: list[str] = Field(examples=[["invite_admin", "configure_tenant", "setup_billing"]])
 
@@ -224,7 +295,7 @@ class OnboardingStarted(EventData):
 class OnboardingStepCompleted(EventData):
     """One step of an onboarding workflow was completed."""
 
-    workflow_id: UUID = Field(examples=[_WORKFLOW])
+    workflow_id: Uuid = Field(examples=[_WORKFLOW])
     step_key: str = Field(examples=["configure_tenant"])
     completed_by: str | None = Field(default=None, examples=[_USER])
     percent_complete: int = Field(ge=0, le=100, examples=[66])
@@ -233,16 +304,16 @@ class OnboardingStepCompleted(EventData):
 class InvitationSent(EventData):
     """An invitation to join a tenant was sent by email."""
 
-    invitation_id: UUID = Field(examples=[_INVITATION])
+    invitation_id: Uuid = Field(examples=[_INVITATION])
     email: str = Field(examples=["ada@acme.example"])
     role: Role = Field(examples=["tenant_admin"])
-    expires_at: AwareDatetime = Field(examples=["2026-12-08T10:00:00Z"])
+    expires_at: Timestamp = Field(examples=["2026-12-08T10:00:00Z"])
 
 
 class InvitationAccepted(EventData):
     """An invitation was accepted: the user joins the tenant with the invited role."""
 
-    invitation_id: UUID = Field(examples=[_INVITATION])
+    invitation_id: Uuid = Field(examples=[_INVITATION])
     email: str = Field(examples=["ada@acme.example"])
     role: Role = Field(examples=["tenant_admin"])
     user_id: str = Field(max_length=200, examples=[_USER])
@@ -251,15 +322,15 @@ class InvitationAccepted(EventData):
 class InvitationExpired(EventData):
     """An invitation passed its expiry without being accepted."""
 
-    invitation_id: UUID = Field(examples=[_INVITATION])
+    invitation_id: Uuid = Field(examples=[_INVITATION])
     email: str = Field(examples=["ada@acme.example"])
 
 
 class OnboardingCompleted(EventData):
     """Every required onboarding step is done; tenant-svc activates the tenant."""
 
-    workflow_id: UUID = Field(examples=[_WORKFLOW])
-    completed_at: datetime = Field(examples=["2026-12-01T11:00:00Z"])
+    workflow_id: Uuid = Field(examples=[_WORKFLOW])
+    completed_at: Timestamp = Field(examples=["2026-12-01T11:00:00Z"])
 
 
 # --------------------------------------------------------------------- envelopes

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from stellara_contracts import topics
-from stellara_contracts.catalogue import EVENT_CLASSES, TOPIC_EVENTS, event_type_of
+from stellara_contracts.binding import CLOUDEVENTS_JSON, CONTENT_TYPE_HEADER
+from stellara_contracts.catalogue import (
+    EVENT_CLASSES,
+    MALFORMED,
+    TOPIC_EVENTS,
+    UNKNOWN_TYPE,
+    event_type_of,
+)
+from stellara_contracts.envelope import NAMESPACE, UUID_PATTERN
 
 ARTEFACTS = Path(__file__).resolve().parents[2] / "schemas"
 
@@ -28,8 +36,78 @@ def event_schemas() -> dict[str, dict[str, Any]]:
     return out
 
 
+#: the Kafka key of every event record (AsyncAPI Kafka message binding)
+KEY_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "format": "uuid",
+    "pattern": UUID_PATTERN,
+    "description": (
+        "The tenant id (the event's `tenantid`) as UTF-8 text, 36 bytes. Partitioned with "
+        "Kafka's default partitioner (murmur2 of the key, as the Java client and aiokafka do; "
+        "kcat/librdkafka need `-X partitioner=murmur2_random`), so one tenant's events stay "
+        "in order on one partition."
+    ),
+}
+
+#: the headers of every event record: the CloudEvents Kafka binding, structured content mode
+EVENT_HEADERS: dict[str, Any] = {
+    "type": "object",
+    "description": (
+        "CloudEvents Kafka protocol binding, structured content mode: the value is the whole "
+        "event as JSON; every attribute (traceparent included) travels inside it, none as a "
+        "`ce_` header. Consumers decode the value whatever the headers say."
+    ),
+    "properties": {
+        CONTENT_TYPE_HEADER: {
+            "type": "string",
+            "const": CLOUDEVENTS_JSON,
+            "description": "Set by every producer of the platform; send it too.",
+        }
+    },
+    "required": [CONTENT_TYPE_HEADER],
+}
+
+#: the headers a consumer adds to a record it dead-letters (``stellara_kit.consumer.dlq_headers``)
+DLQ_HEADERS: dict[str, Any] = {
+    "type": "object",
+    "description": "The original record's headers, kept, and these added.",
+    "properties": {
+        "x-dlq-reason": {
+            "type": "string",
+            "description": (
+                f"Why: `{MALFORMED}` (not a valid event of the topic), `{UNKNOWN_TYPE}` (a "
+                f"`{NAMESPACE}` type the topic does not carry), `handler_failed` (a handler "
+                "kept failing); on usage.recorded.dlq also the ingester's rules: "
+                "`value_out_of_range`, `unknown_tenant`, `tenant_deleted`, `unknown_metric`, "
+                "`negative_value`, `future_timestamp`, `too_old`, `missing_property`."
+            ),
+            "examples": [MALFORMED, UNKNOWN_TYPE, "handler_failed"],
+        },
+        "x-dlq-error": {"type": "string", "maxLength": 4000, "description": "The error, in words."},
+        "x-dlq-original-topic": {"type": "string"},
+        "x-dlq-original-partition": {"type": "string", "pattern": "^[0-9]+$"},
+        "x-dlq-original-offset": {"type": "string", "pattern": "^[0-9]+$"},
+        "x-dlq-attempts": {
+            "type": "string",
+            "pattern": "^[0-9]+$",
+            "description": "Handler attempts made (0: refused without handling).",
+        },
+        "x-dlq-consumer": {"type": "string", "description": "The consumer group that refused it."},
+    },
+    "required": [
+        "x-dlq-reason",
+        "x-dlq-error",
+        "x-dlq-original-topic",
+        "x-dlq-original-partition",
+        "x-dlq-original-offset",
+        "x-dlq-attempts",
+        "x-dlq-consumer",
+    ],
+}
+
+
 def asyncapi_document(*, title: str = "Stellara Tenancy events") -> dict[str, Any]:
-    """An AsyncAPI 3.0 document for the whole catalogue."""
+    """An AsyncAPI 3.0 document for the whole catalogue, with its dead-letter topics."""
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
@@ -49,15 +127,10 @@ def asyncapi_document(*, title: str = "Stellara Tenancy events") -> dict[str, An
                 "name": event_type_of(cls),
                 "title": name.removesuffix("Event"),
                 "summary": (cls.model_fields["data"].annotation.__doc__ or "").strip(),
-                "contentType": "application/cloudevents+json",
+                "contentType": CLOUDEVENTS_JSON,
                 "payload": {"$ref": f"#/components/schemas/{name}"},
-                "headers": {"type": "object"},
-                "bindings": {
-                    "kafka": {
-                        "key": {"type": "string", "format": "uuid"},
-                        "bindingVersion": "0.5.0",
-                    }
-                },
+                "headers": {"$ref": "#/components/schemas/EventHeaders"},
+                "bindings": {"kafka": {"key": KEY_SCHEMA, "bindingVersion": "0.5.0"}},
             }
             channel_messages[name] = {"$ref": f"#/components/messages/{name}"}
         bindings: dict[str, Any] = {"bindingVersion": "0.5.0", "topic": topic}
@@ -75,17 +148,46 @@ def asyncapi_document(*, title: str = "Stellara Tenancy events") -> dict[str, An
                 {"$ref": f"#/channels/{channel_id}/messages/{m}"} for m in channel_messages
             ],
         }
+        dlq = topics.dlq_topic(topic)
+        dlq_id = dlq.replace(".", "_")
+        channels[dlq_id] = {
+            "address": dlq,
+            "description": f"Records of {topic} its consumers refused, unchanged, with why.",
+            "messages": {"DeadLetter": {"$ref": "#/components/messages/DeadLetter"}},
+            "bindings": {"kafka": {"bindingVersion": "0.5.0", "topic": dlq}},
+        }
+        operations[f"publish_{dlq_id}"] = {
+            "action": "send",
+            "channel": {"$ref": f"#/channels/{dlq_id}"},
+            "messages": [{"$ref": f"#/channels/{dlq_id}/messages/DeadLetter"}],
+        }
+    messages["DeadLetter"] = {
+        "name": "dead-letter",
+        "title": "DeadLetter",
+        "summary": "A refused record: the original key and value, its headers and x-dlq-*.",
+        "payload": {"description": "The original record's value, byte for byte."},
+        "headers": {"$ref": "#/components/schemas/DeadLetterHeaders"},
+        "bindings": {
+            "kafka": {"key": {"description": "The original key."}, "bindingVersion": "0.5.0"}
+        },
+    }
+    schemas["EventHeaders"] = EVENT_HEADERS
+    schemas["DeadLetterHeaders"] = DLQ_HEADERS
     return {
         "asyncapi": "3.0.0",
         "info": {
             "title": title,
             "version": "1.0.0",
             "description": (
-                "CloudEvents 1.0 (structured JSON) on Kafka. Key = tenant id. "
-                "Consumers ignore unknown types; undecodable records go to <topic>.dlq."
+                "CloudEvents 1.0 on Kafka, structured content mode: the value is the event as "
+                f"JSON, header `{CONTENT_TYPE_HEADER}: {CLOUDEVENTS_JSON}`, key = tenant id "
+                "(murmur2, Kafka's default partitioner). A type outside the "
+                f"`{NAMESPACE}` namespace is ignored; a `{NAMESPACE}` type a topic does not "
+                f"carry goes to <topic>.dlq (`{UNKNOWN_TYPE}`), as does a record that is no "
+                f"valid event (`{MALFORMED}`)."
             ),
         },
-        "defaultContentType": "application/cloudevents+json",
+        "defaultContentType": CLOUDEVENTS_JSON,
         "channels": channels,
         "operations": operations,
         "components": {"messages": messages, "schemas": schemas},

@@ -2,8 +2,9 @@
 
 Platform services that meter their own usage send ``UsageRecorded`` events
 straight to Kafka. This helper gets the details right: the CloudEvents
-envelope, the tenant id as the Kafka key (so one tenant's events stay in
-order), a stable event id (the dedup key: reuse it when you retry), and an
+envelope in structured mode (``content-type: application/cloudevents+json``),
+the tenant id as the Kafka key (so one tenant's events stay in order), a
+stable event id (the dedup key: reuse it when you retry), and an
 idempotent producer that waits for every in-sync replica.
 
 Example::
@@ -29,6 +30,7 @@ from uuid import UUID, uuid4
 from aiokafka import AIOKafkaProducer
 
 from stellara_contracts import topics
+from stellara_contracts.binding import record_headers
 from stellara_contracts.catalogue import new_event
 from stellara_contracts.envelope import utcnow
 from stellara_contracts.events import UsageRecorded
@@ -120,7 +122,9 @@ class UsageEmitter:
             properties=properties,
             event_id=event_id,
         )
-        future = await self._producer.send(self.topic, value_bytes, key=key)
+        future = await self._producer.send(
+            self.topic, value_bytes, key=key, headers=record_headers()
+        )
         self._pending.add(future)
         future.add_done_callback(self._pending.discard)
         return event_id

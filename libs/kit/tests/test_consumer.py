@@ -153,3 +153,67 @@ class TestConsumer:
 
 async def _value(value: Any) -> Any:
     return value
+
+
+class TestEventTypes:
+    async def test_an_unknown_stellara_type_is_dead_lettered_and_a_foreign_one_ignored(
+        self, infrastructure: Infrastructure, topic_prefix: str
+    ) -> None:
+        from prometheus_client import CollectorRegistry
+
+        from stellara_kit.consumer import ConsumerMetrics
+
+        topic = f"{topic_prefix}{topics.USAGE_RECORDED}"
+        tenant = uuid4()
+        good = usage_record(tenant, 1)
+        typo = good.to_json().replace(b"stellara.usage.recorded.v1", b"stellara.usage.recorded.v9")
+        foreign = b'{"specversion": "1.0", "type": "com.example.order.placed", "id": "42"}'
+        seen: list[Any] = []
+
+        async def handler(event: CloudEvent) -> None:
+            seen.append(event.id)
+
+        registry = CollectorRegistry()
+        broker = KafkaBroker(infrastructure.kafka_bootstrap)
+        subscribe_events(
+            broker,
+            topic=topic,
+            logical_topic=topics.USAGE_RECORDED,
+            group_id=f"{topic_prefix}types",
+            handler=handler,
+            retry=RetryPolicy(max_retries=0),
+            metrics=ConsumerMetrics(registry),
+        )
+        await broker.start()
+        try:
+            await produce_raw(
+                infrastructure.kafka_bootstrap,
+                topic,
+                [(good.key, typo), (good.key, foreign), (good.key, good.to_json())],
+            )
+
+            async def handled() -> list[Any]:
+                return seen
+
+            await wait_for(handled, timeout=30)
+        finally:
+            await broker.stop()
+
+        assert seen == [good.id]  # the handler never sees the other two
+        [dead] = await consume(infrastructure.kafka_bootstrap, topics.dlq_topic(topic), count=1)
+        assert dead.value == typo
+        assert dict(dead.headers)["x-dlq-reason"] == b"unknown_type"
+        assert b"stellara.usage.recorded.v9" in dict(dead.headers)["x-dlq-error"]
+        labels = {"topic": topics.USAGE_RECORDED}
+        assert (
+            registry.get_sample_value(
+                "stellara_events_handled_total", labels | {"outcome": "ignored"}
+            )
+            == 1
+        )
+        assert (
+            registry.get_sample_value(
+                "stellara_events_dead_lettered_total", labels | {"reason": "unknown_type"}
+            )
+            == 1
+        )

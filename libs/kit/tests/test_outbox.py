@@ -118,6 +118,8 @@ class TestOutbox:
         for record in sorted(records, key=lambda r: (r.partition, r.offset)):
             event = decode_event(topics.USAGE_RECORDED, record.value)
             assert record.key == str(event.tenantid).encode()
+            # the CloudEvents Kafka binding, structured mode: the one header of every record
+            assert list(record.headers) == [("content-type", b"application/cloudevents+json")]
             seen[event.tenantid].append(event.id)
         assert seen == sent
 

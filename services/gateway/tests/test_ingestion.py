@@ -50,6 +50,7 @@ async def recorded(
         decoded = decode_event(topics.USAGE_RECORDED, record.value)
         assert isinstance(decoded, UsageRecordedEvent)
         assert record.key == str(decoded.tenantid).encode()
+        assert list(record.headers) == [("content-type", b"application/cloudevents+json")]
         events.append(decoded)
     return events
 
@@ -341,3 +342,91 @@ class TestRateLimit:
         assert refused.headers["retry-after"] == "1"
         assert refused.headers["content-type"].startswith("application/problem+json")
         assert other_tenant.status_code == 202  # each tenant has its own bucket
+
+
+class TestTheContract:
+    """HTTP ingestion accepts exactly what the UsageRecorded schema accepts, as Kafka does."""
+
+    async def test_a_value_past_the_bound_is_422_naming_the_field(
+        self, ingest: httpx.AsyncClient, settings: Settings, tenants: Tenants
+    ) -> None:
+        headers = user_headers(settings, "tenant_admin", tenants.acme.tenant_id)
+        response = await ingest.post("/usage/events", headers=headers, json=[event(value=1.7e308)])
+        assert response.status_code == 422
+        assert response.headers["content-type"].startswith("application/problem+json")
+        body = response.json()
+        assert body["errors"][0]["index"] == 0
+        assert body["errors"][0]["errors"][0].startswith("value:")
+        assert "events[0].value" in body["detail"]
+
+    async def test_the_bound_itself_is_accepted(
+        self,
+        ingest: httpx.AsyncClient,
+        infrastructure: Infrastructure,
+        topic_prefix: str,
+        settings: Settings,
+        tenants: Tenants,
+    ) -> None:
+        headers = user_headers(settings, "tenant_admin", tenants.acme.tenant_id)
+        response = await ingest.post("/usage/events", headers=headers, json=[event(value=1e15)])
+        assert response.status_code == 202, response.text
+        [stored] = await recorded(infrastructure, topic_prefix, 1)
+        assert stored.data.value == 1e15
+
+    async def test_what_the_schema_refuses_is_refused_by_index_and_field(
+        self, ingest: httpx.AsyncClient, settings: Settings, tenants: Tenants
+    ) -> None:
+        acme = tenants.acme.tenant_id
+        batch = [
+            event(value="16"),
+            event(value=True),
+            event(occurred_at=1764756000),
+            event(occurred_at=NOW.replace("T", " ")),
+            event(id=uuid4().hex),
+            event(properties=None),
+            event(properties={"bytes": 10**16}),
+            event(value=-1e16),
+            event(),
+        ]
+        headers = user_headers(settings, "tenant_admin", acme)
+        response = await ingest.post("/usage/events", headers=headers, json=batch)
+        assert response.status_code == 202, response.text
+        body = response.json()
+        assert body["accepted"] == 1
+        fields = [e["errors"][0].split(":")[0] for e in body["errors"]]
+        assert fields == [
+            "value",
+            "value",
+            "occurred_at",
+            "occurred_at",
+            "id",
+            "properties",
+            "properties.bytes",
+            "value",
+        ]
+
+    async def test_a_cloudevent_without_id_or_type_is_refused(
+        self, ingest: httpx.AsyncClient, settings: Settings, tenants: Tenants
+    ) -> None:
+        acme = tenants.acme.tenant_id
+        cloud = json.loads(
+            new_event(
+                UsageRecorded(
+                    tenant_id=acme, metric="api_calls", value=1, occurred_at=datetime.now(UTC)
+                ),
+                source="client",
+            ).to_json()
+        )
+        without_id = {k: v for k, v in cloud.items() if k != "id"}
+        without_type = {k: v for k, v in cloud.items() if k != "type"}
+        future = cloud | {"type": "stellara.usage.recorded.v2"}
+        response = await ingest.post(
+            "/usage/events",
+            headers=user_headers(settings, "tenant_admin", acme)
+            | {"content-type": "application/cloudevents-batch+json"},
+            content=json.dumps([without_id, without_type, future, cloud]),
+        )
+        assert response.status_code == 202, response.text
+        body = response.json()
+        assert body["accepted"] == 1
+        assert [e["errors"][0].split(":")[0] for e in body["errors"]] == ["id", "type", "type"]

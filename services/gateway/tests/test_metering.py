@@ -32,6 +32,7 @@ async def metered(
         event = decode_event(topics.USAGE_RECORDED, record.value)
         assert isinstance(event, UsageRecordedEvent)
         assert record.key == str(event.tenantid).encode()
+        assert list(record.headers) == [("content-type", b"application/cloudevents+json")]
         out.append(event)
     return out
 

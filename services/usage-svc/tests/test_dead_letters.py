@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
@@ -83,9 +85,41 @@ async def not_an_event(service: RunningService, tenant: UUID) -> bytes:
     return b'{"type": "stellara.usage.recorded.v1", "tenantid": "nobody"}'
 
 
+def _edited(tenant: UUID, **data: Any) -> bytes:
+    """A valid record's value with ``data`` fields replaced (to send what the contract refuses)."""
+    document = json.loads(_value(tenant))
+    document["data"].update(data)
+    return json.dumps(document).encode()
+
+
 async def nul_in_a_string(service: RunningService, tenant: UUID) -> bytes:
-    """Valid JSON and a valid event, but PostgreSQL cannot store a NUL in text or jsonb."""
-    return _value(tenant, properties={"region": "eu\x00west"})
+    """Valid JSON, but PostgreSQL cannot store a NUL in text or jsonb: the schema refuses it."""
+    return _edited(tenant, properties={"region": "eu\x00west"})
+
+
+async def a_value_past_the_bound(service: RunningService, tenant: UUID) -> bytes:
+    """Two of these in one hour would overflow the aggregates' double precision."""
+    return _edited(tenant, value=1.7e308)
+
+
+async def a_number_as_text(service: RunningService, tenant: UUID) -> bytes:
+    return _edited(tenant, value="16")
+
+
+async def an_epoch_timestamp(service: RunningService, tenant: UUID) -> bytes:
+    return _edited(tenant, occurred_at=int(datetime.now(UTC).timestamp()))
+
+
+async def a_typo_in_the_type(service: RunningService, tenant: UUID) -> bytes:
+    document = json.loads(_value(tenant))
+    document["type"] = "stellara.usage.recordd.v1"
+    return json.dumps(document).encode()
+
+
+async def a_future_version(service: RunningService, tenant: UUID) -> bytes:
+    document = json.loads(_value(tenant))
+    document["type"] = "stellara.usage.recorded.v2"
+    return json.dumps(document).encode()
 
 
 async def missing_counted_property(service: RunningService, tenant: UUID) -> bytes:
@@ -110,6 +144,11 @@ CASES = [
     ("malformed", not_json),
     ("malformed", not_an_event),
     ("malformed", nul_in_a_string),
+    ("malformed", a_number_as_text),
+    ("malformed", an_epoch_timestamp),
+    ("value_out_of_range", a_value_past_the_bound),
+    ("unknown_type", a_typo_in_the_type),
+    ("unknown_type", a_future_version),
     ("missing_property", missing_counted_property),
 ]
 
@@ -204,3 +243,21 @@ class TestUnknownMetricsAllowed:
             assert header_map(await dead_letter_of(settings, negative))["x-dlq-reason"] == (
                 "negative_value"
             )
+
+
+class TestOtherSystemsEvents:
+    async def test_a_type_outside_our_namespace_is_ignored_and_counted(
+        self, service: RunningService
+    ) -> None:
+        tenant = (await service.new_tenant()).tenant_id
+        before = await metric_value(service.http, "stellara_usage_events_total", outcome="ignored")
+        key, good = record(tenant, "api_calls", 4)
+        foreign = json.dumps(
+            {"specversion": "1.0", "id": "order-1", "source": "shop", "type": "com.shop.placed"}
+        ).encode()
+        await produce_usage(service.settings, [(key, foreign), (key, good)])
+
+        usage = await wait_for_events(service.http, service.settings, tenant, "api_calls", 1)
+        assert usage["value"] == 4
+        ignored = await metric_value(service.http, "stellara_usage_events_total", outcome="ignored")
+        assert ignored == before + 1

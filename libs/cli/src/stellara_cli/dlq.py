@@ -58,6 +58,7 @@ PERMANENT_REASONS: dict[str, str] = {
     "negative_value": "a counter never takes a negative value",
     "too_old": "older than the deduplication window, and only getting older",
     "missing_property": "the event lacks the property its meter counts",
+    "value_out_of_range": "the value lies outside the contract's bounds",
 }
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]

@@ -4,9 +4,12 @@
 acknowledgement (auto-commit off). For each record it decodes the event,
 runs the handler and only then commits the offset. A handler that raises is
 retried a bounded number of times with exponential backoff; after the last
-try — or at once for a record that is not a valid event — the record goes to
-``<topic>.dlq`` with the original key, value and headers plus the error, and
-the partition moves on. Handlers are expected to be idempotent (see
+try (``handler_failed``) — or at once for a record that is not a valid event
+(``malformed``) or whose ``stellara.`` type the topic does not carry
+(``unknown_type``) — the record goes to ``<topic>.dlq`` with the original
+key, value and headers plus the ``x-dlq-*`` headers, and the partition moves
+on. A type outside the ``stellara.`` namespace is acknowledged without
+calling the handler and counted as ``stellara_events_handled_total{outcome="ignored"}``. Handlers are expected to be idempotent (see
 ``stellara_kit.inbox``): a crash between handling and the commit redelivers.
 """
 
@@ -23,7 +26,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from prometheus_client import CollectorRegistry, Counter
 
-from stellara_contracts import CloudEvent, EventDecodeError, decode_event
+from stellara_contracts import CloudEvent, EventDecodeError, UnknownEvent, decode_event
 from stellara_contracts.topics import dlq_topic
 from stellara_kit.logs import traced
 
@@ -144,12 +147,19 @@ def subscribe_events(
         try:
             event = decode_event(logical_topic, body)
         except EventDecodeError as exc:
-            log.warning("undecodable record on %s: %s", topic, exc)
+            # not an event of the topic (``malformed``), or a ``stellara.`` type it does not
+            # carry (``unknown_type``): the contracts decide, the same on every topic
+            log.warning("undecodable record on %s (%s): %s", topic, exc.reason, exc)
             await publish_dead_letter(
-                broker, message, reason="malformed", error=str(exc), attempts=0, consumer=name
+                broker, message, reason=exc.reason, error=str(exc), attempts=0, consumer=name
             )
             if metrics:
-                metrics.dead_lettered.labels(topic=logical_topic, reason="malformed").inc()
+                metrics.dead_lettered.labels(topic=logical_topic, reason=exc.reason).inc()
+            await message.ack()
+            return
+        if isinstance(event, UnknownEvent):  # another system's type: not ours to judge
+            if metrics:
+                metrics.handled.labels(topic=logical_topic, outcome="ignored").inc()
             await message.ack()
             return
 

@@ -5,7 +5,10 @@ A state change and the events it causes are written in one transaction:
 caller's transaction. The relay publishes committed rows to Kafka with an
 idempotent producer (``acks=all``), oldest first, and deletes them once Kafka
 acknowledged them. So an event is published if and only if its transaction
-committed — possibly twice after a crash, never lost.
+committed — possibly twice after a crash, never lost. Every record follows
+the CloudEvents Kafka binding in structured mode (``stellara_contracts.binding``):
+the event's JSON as value, the tenant id as key, ``content-type:
+application/cloudevents+json`` as header.
 
 The relay wakes on ``LISTEN/NOTIFY`` (a statement trigger on ``outbox``)
 rather than polling fast, and only one relay per database is active: it
@@ -40,7 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stellara_contracts import CloudEvent
+from stellara_contracts import CloudEvent, record_headers
 from stellara_kit.db import asyncpg_dsn
 from stellara_kit.logs import traceparent_var
 
@@ -108,7 +111,7 @@ class Outbox:
                 "topic": f"{self.topic_prefix}{event.topic}",
                 "key": event.key,
                 "payload": event.to_json(),
-                "headers": {"ce_type": event.type, **headers},
+                "headers": headers,
             }
             for event in events
         ]
@@ -229,13 +232,17 @@ class OutboxRelay:
             return 0
         futures = []
         for row in rows:
-            headers = orjson.loads(row["headers"]) if row["headers"] else {}
+            extra = orjson.loads(row["headers"]) if row["headers"] else {}
+            # the binding's headers (structured mode) first; a row's own never replace them
+            headers = record_headers()
+            named = {name for name, _ in headers}
+            headers += [(k, str(v).encode()) for k, v in extra.items() if k not in named]
             futures.append(
                 await producer.send(
                     row["topic"],
                     bytes(row["payload"]),
                     key=bytes(row["key"]) if row["key"] is not None else None,
-                    headers=[(k, str(v).encode()) for k, v in headers.items()],
+                    headers=headers,
                 )
             )
         await asyncio.gather(*futures)

@@ -3,7 +3,9 @@
 It consumes ``tenant.state`` into the in-memory tenant directory (no
 consumer group: every replica reads the whole compacted topic) and
 publishes ``usage.recorded`` — events sent over HTTP and its own
-``api_calls`` metering — with an idempotent producer (``acks=all``).
+``api_calls`` metering — with an idempotent producer (``acks=all``), in the
+CloudEvents Kafka binding's structured mode (``content-type:
+application/cloudevents+json``, key = tenant id).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 
 from gateway.settings import Settings
-from stellara_contracts import topics
+from stellara_contracts import record_headers, topics
 from stellara_kit.tenant_directory import TenantDirectory
 
 KafkaRecord = tuple[bytes, bytes]
@@ -71,7 +73,9 @@ class UsagePublisher:
         try:
             async with asyncio.timeout(self.ack_timeout):
                 for index, (key, value) in enumerate(records, 1):
-                    futures.append(await producer.send(self.topic, value, key=key))
+                    futures.append(
+                        await producer.send(self.topic, value, key=key, headers=record_headers())
+                    )
                     if index % 100 == 0:
                         await asyncio.sleep(0)  # a big batch must not hold up requests
         except TimeoutError:

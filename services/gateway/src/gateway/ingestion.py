@@ -6,9 +6,15 @@ Three forms are accepted:
 - ``application/cloudevents-batch+json``: an array of full CloudEvents of type
   ``stellara.usage.recorded.v1``.
 
-The tenant is always the caller's: a plain event naming another tenant, or a
-CloudEvent whose ``tenantid`` or ``data.tenant_id`` is another tenant's, is
-refused (by its index) like any other invalid event.
+Each event is read by the contract's own decoder, on its JSON, exactly as
+the consumers of ``usage.recorded`` read it: what the UsageRecorded JSON
+Schema refuses (a number as text, an epoch timestamp, a value past the
+bound of 1e15, a UUID without hyphens…) is refused here too, by index and
+field. A plain event is the ``data`` of its envelope (plus an optional
+``id``). The tenant is always the caller's: a plain event naming another
+tenant, or a CloudEvent whose ``tenantid``, ``subject`` or
+``data.tenant_id`` is another tenant's, is refused like any other invalid
+event.
 """
 
 from __future__ import annotations
@@ -18,13 +24,14 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import orjson
-from pydantic import ValidationError
 
 from gateway.schemas import EventError
-from stellara_contracts import CloudEvent, new_event
-from stellara_contracts.events import UsageRecorded, UsageRecordedEvent
+from stellara_contracts import CloudEvent, EventDecodeError, decode_event, topics
+from stellara_contracts.catalogue import event_type_of
+from stellara_contracts.events import UsageRecordedEvent
 from stellara_kit.problems import Problem
 
+USAGE_TYPE = event_type_of(UsageRecordedEvent)
 JSON_TYPES = frozenset({"application/json", ""})
 NDJSON_TYPES = frozenset(
     {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/jsonlines"}
@@ -138,56 +145,78 @@ def _ndjson_items(body: bytes) -> list[Any]:
     return items
 
 
-def _messages(exc: ValidationError, *, prefix: str = "") -> list[str]:
+def _decoded(envelope: dict[str, Any], *, plain: bool) -> CloudEvent:
+    """The envelope read exactly as ``usage.recorded``'s consumers read it (the contract's
+    decoder on its JSON), so that HTTP and Kafka accept the same events."""
+    try:
+        event = decode_event(topics.USAGE_RECORDED, orjson.dumps(envelope))
+    except EventDecodeError as exc:
+        raise _Refused(_messages(exc, plain=plain)) from None
+    if not isinstance(event, UsageRecordedEvent):
+        raise _Refused([f"type: must be {USAGE_TYPE}"])
+    return event
+
+
+def _messages(exc: EventDecodeError, *, plain: bool) -> list[str]:
+    if not exc.errors:
+        return [str(exc)]
     out = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "event"
-        out.append(f"{prefix}{where}: {err['msg']}")
+    for err in exc.errors:
+        loc = [str(p) for p in err["loc"][1:]]  # after the union's tag
+        if plain and loc[:1] == ["data"]:
+            loc = loc[1:]  # a plain event is the data of its envelope
+        message = err["msg"].removeprefix("Value error, ")
+        out.append(f"{'.'.join(loc) or 'event'}: {message}")
     return out
 
 
 def _plain_event(item: Any, tenant_id: UUID, *, source: str, traceparent: str | None) -> CloudEvent:
     if not isinstance(item, dict):
         raise _Refused(["event: must be a JSON object"])
-    reasons: list[str] = []
-    claimed = item.get("tenant_id")
-    if claimed is not None and str(claimed) != str(tenant_id):
-        reasons.append(_NOT_YOURS)
-    event_id = uuid4()
-    if item.get("id") is not None:
-        try:
-            event_id = UUID(str(item["id"]))
-        except ValueError:
-            reasons.append("id: must be a UUID")
+    tenant = str(tenant_id)
+    claimed = item.get("tenant_id", tenant)
+    if not _same_tenant(claimed, tenant_id):
+        raise _Refused([_NOT_YOURS])
+    data = {k: item[k] for k in _PLAIN_FIELDS if k in item}
+    data["tenant_id"] = claimed
+    envelope: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": item["id"] if item.get("id") is not None else str(uuid4()),
+        "source": source,
+        "type": USAGE_TYPE,
+        "subject": tenant,
+        "tenantid": tenant,
+        "data": data,
+    }
+    if traceparent is not None:
+        envelope["traceparent"] = traceparent
+    return _decoded(envelope, plain=True)
+
+
+#: the fields of a plain event besides ``id`` and ``tenant_id`` (others are ignored, as in
+#: the contract's data)
+_PLAIN_FIELDS = ("metric", "value", "occurred_at", "properties")
+
+
+def _same_tenant(claimed: Any, tenant_id: UUID) -> bool:
     try:
-        data = UsageRecorded.model_validate(
-            {
-                "tenant_id": tenant_id,
-                "metric": item.get("metric"),
-                "value": item.get("value"),
-                "occurred_at": item.get("occurred_at"),
-                "properties": item.get("properties") or {},
-            }
-        )
-    except ValidationError as exc:
-        reasons.extend(_messages(exc))
-        raise _Refused(reasons) from None
-    if reasons:
-        raise _Refused(reasons)
-    return new_event(data, source=source, id=event_id, traceparent=traceparent)
+        return isinstance(claimed, str) and UUID(claimed) == tenant_id
+    except ValueError:
+        return False
 
 
 def _cloudevent(item: Any, tenant_id: UUID) -> CloudEvent:
     if not isinstance(item, dict):
         raise _Refused(["event: must be a JSON object"])
-    try:
-        event = UsageRecordedEvent.model_validate(item)
-    except ValidationError as exc:
-        raise _Refused(_messages(exc)) from None
-    if (
-        event.tenantid != tenant_id
-        or event.data.tenant_id != tenant_id
-        or event.subject not in (None, str(tenant_id))
+    for name in ("tenantid", "subject"):
+        if item.get(name) is not None and not _same_tenant(item.get(name), tenant_id):
+            raise _Refused([_NOT_YOURS])
+    data = item.get("data")
+    if isinstance(data, dict) and not _same_tenant(
+        data.get("tenant_id", str(tenant_id)), tenant_id
     ):
+        raise _Refused([_NOT_YOURS])
+    event = _decoded(item, plain=False)
+    if event.tenantid != tenant_id:
         raise _Refused([_NOT_YOURS])
     return event

@@ -15,7 +15,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stellara_contracts.events import ConfigChange, TenantStatus
+from stellara_contracts.envelope import Timestamp, Uuid
+from stellara_contracts.events import ConfigChange, TenantStatus, UsageProperties, UsageRecorded
 
 TENANT = "5b0c8f5e-6a53-4a0e-9a0e-2f1f3a0b6c11"
 USER = "8d7f5a9c-2b1e-4c3d-9e8f-7a6b5c4d3e2f"
@@ -523,14 +524,16 @@ class UsageEventIn(BaseModel):
         }
     )
 
-    id: UUID | None = Field(
+    # the fields of the contract's UsageRecorded (the ingestion reads each event with the
+    # contract's decoder), so that the document says what is enforced
+    id: Uuid | None = Field(
         default=None,
         description="Your id of the event; resending the same id never counts twice.",
     )
-    metric: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$", examples=["workflow_runs"])
-    value: float = Field(examples=[1])
-    occurred_at: datetime = Field(examples=[WHEN])
-    properties: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    metric: str = UsageRecorded.model_fields["metric"]
+    value: float = UsageRecorded.model_fields["value"]
+    occurred_at: Timestamp = UsageRecorded.model_fields["occurred_at"]
+    properties: UsageProperties = UsageRecorded.model_fields["properties"]
 
 
 class EventError(BaseModel):

@@ -236,8 +236,11 @@ class Gateway:
             traceparent=traceparent,
         )
         if not batch.events:
+            first = "; ".join(
+                f"events[{e.index}].{message}" for e in batch.errors[:3] for message in e.errors[:1]
+            )
             raise Unprocessable(
-                "No event of the batch is valid; nothing was recorded.",
+                f"No event of the batch is valid; nothing was recorded: {first}",
                 slug="invalid-events",
                 title="Invalid events",
                 errors=[e.model_dump() for e in batch.errors],

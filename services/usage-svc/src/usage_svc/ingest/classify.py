@@ -9,9 +9,10 @@ from uuid import UUID
 
 import orjson
 
+from stellara_contracts import UNKNOWN_TYPE
 from stellara_contracts.events import TenantSnapshot, TenantStatus
 from stellara_kit.tenant_directory import TenantDirectory
-from usage_svc.ingest.decoding import ParsedUsage
+from usage_svc.ingest.decoding import VALUE_OUT_OF_RANGE, ParsedUsage
 from usage_svc.meter_catalogue import MeterCatalogue
 from usage_svc.meters import Aggregation
 from usage_svc.plans import Plan
@@ -30,6 +31,8 @@ DATABASE_REJECTED = "database_rejected"
 
 REASONS = (
     MALFORMED,
+    UNKNOWN_TYPE,
+    VALUE_OUT_OF_RANGE,
     UNKNOWN_TENANT,
     TENANT_DELETED,
     UNKNOWN_METRIC,

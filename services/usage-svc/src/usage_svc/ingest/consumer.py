@@ -53,7 +53,6 @@ from usage_svc.ingest import quotas
 from usage_svc.ingest import repository as repo
 from usage_svc.ingest.classify import (
     DATABASE_REJECTED,
-    MALFORMED,
     REASONS,
     ROW_EVENT,
     ROW_METRIC,
@@ -364,9 +363,9 @@ class UsageIngester:
                 try:
                     event = parse(record.value)
                 except MalformedRecord as exc:
-                    await self._dead_letter(producer, batch, record, MALFORMED, str(exc))
+                    await self._dead_letter(producer, batch, record, exc.reason, str(exc))
                     continue
-                if event is None:  # a type this version does not know: not ours to judge
+                if event is None:  # another system's event type: not ours to judge
                     self.metrics.events.labels("ignored").inc()
                     continue
                 outcome = classify(event, now)
