@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -10,8 +11,12 @@ from uuid import uuid4
 
 import httpx
 import orjson
+import pytest
 import pytest_asyncio
+from aiokafka import AIOKafkaProducer
 
+from gateway import events as gateway_events
+from gateway.ingestion import derived_event_id
 from gateway.settings import Settings
 from stellara_contracts import decode_event, new_event, topics
 from stellara_contracts.events import UsageRecorded, UsageRecordedEvent
@@ -430,3 +435,108 @@ class TestTheContract:
         body = response.json()
         assert body["accepted"] == 1
         assert [e["errors"][0].split(":")[0] for e in body["errors"]] == ["id", "type", "type"]
+
+
+class TestUnconfirmed:
+    """Kafka that takes the records but does not acknowledge them in time: the answer says
+    they may be recorded, names their ids, and a resend with the same Idempotency-Key gives
+    the same ids again (so usage-svc, deduplicating by id, counts each event once)."""
+
+    @pytest_asyncio.fixture
+    async def stalled(
+        self,
+        infrastructure: Infrastructure,
+        topic_prefix: str,
+        downstream: StandIns,
+        settings: Settings,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> AsyncIterator[tuple[httpx.AsyncClient, asyncio.Event]]:
+        acknowledge = asyncio.Event()
+
+        class StalledAcks(AIOKafkaProducer):
+            """Sends for real; hands the acknowledgement on only once ``acknowledge`` is set."""
+
+            async def send(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+                delivered = await super().send(*args, **kwargs)
+                late: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+                async def hand_on() -> None:
+                    await acknowledge.wait()
+                    late.set_result(await delivered)
+
+                background.add(asyncio.ensure_future(hand_on()))
+                return late
+
+        background: set[asyncio.Future[None]] = set()
+        monkeypatch.setattr(gateway_events, "AIOKafkaProducer", StalledAcks)
+        quiet = gateway_settings(
+            infrastructure,
+            topic_prefix,
+            downstream,
+            metering_enabled=False,
+            kafka_ack_timeout_seconds=0.5,
+        )
+        async with gateway_client(quiet) as client:
+            yield client, acknowledge
+            acknowledge.set()
+            await asyncio.gather(*background)
+
+    async def test_the_503_says_may_have_been_recorded_and_a_resend_gives_the_same_ids(
+        self,
+        stalled: tuple[httpx.AsyncClient, asyncio.Event],
+        infrastructure: Infrastructure,
+        topic_prefix: str,
+        settings: Settings,
+        tenants: Tenants,
+    ) -> None:
+        client, acknowledge = stalled
+        tenant = tenants.acme.tenant_id
+        headers = user_headers(settings, "tenant_admin", tenant) | {"idempotency-key": "batch-7"}
+        batch = [event(), event(value=2), event(value=3)]
+
+        first = await client.post("/usage/events", headers=headers, json=batch)
+
+        assert first.status_code == 503, first.text
+        assert first.headers["content-type"] == "application/problem+json"
+        assert first.headers["retry-after"] == "1"
+        problem = first.json()
+        assert "may have been recorded" in problem["detail"]
+        expected = [str(derived_event_id(tenant, "batch-7", n)) for n in range(3)]
+        assert problem["ids"] == expected
+        # they were recorded all the same: the producer delivered them
+        assert [str(e.id) for e in await recorded(infrastructure, topic_prefix, 3)] == expected
+
+        acknowledge.set()
+        again = await client.post("/usage/events", headers=headers, json=batch)
+        assert again.status_code == 202, again.text
+        assert again.json()["ids"] == expected
+        on_topic = await recorded(infrastructure, topic_prefix, 6)
+        assert {str(e.id) for e in on_topic} == set(expected)  # one id per event, twice
+
+    async def test_without_an_idempotency_key_the_503_names_the_ids_to_resend(
+        self,
+        stalled: tuple[httpx.AsyncClient, asyncio.Event],
+        infrastructure: Infrastructure,
+        topic_prefix: str,
+        settings: Settings,
+        tenants: Tenants,
+    ) -> None:
+        client, _ = stalled
+        headers = user_headers(settings, "tenant_admin", tenants.acme.tenant_id)
+
+        first = await client.post("/usage/events", headers=headers, json=[event()])
+
+        assert first.status_code == 503, first.text
+        [named] = first.json()["ids"]
+        [stored] = await recorded(infrastructure, topic_prefix, 1)
+        assert str(stored.id) == named
+
+    async def test_an_overlong_idempotency_key_is_400(
+        self, ingest: httpx.AsyncClient, settings: Settings, tenants: Tenants
+    ) -> None:
+        headers = user_headers(settings, "tenant_admin", tenants.acme.tenant_id)
+        response = await ingest.post(
+            "/usage/events", headers=headers | {"idempotency-key": "k" * 256}, json=[event()]
+        )
+        assert response.status_code == 400
+        assert response.json()["type"] == "urn:stellara:problem:bad-idempotency-key"

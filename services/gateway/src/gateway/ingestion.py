@@ -15,13 +15,21 @@ field. A plain event is the ``data`` of its envelope (plus an optional
 tenant, or a CloudEvent whose ``tenantid``, ``subject`` or
 ``data.tenant_id`` is another tenant's, is refused like any other invalid
 event.
+
+A plain event sent without an ``id`` gets one from the gateway. With an
+``Idempotency-Key`` on the request, that id is derived, so a client can
+resend the same request after a 503 (whose events may have been recorded)
+and count nothing twice: ``uuid5(USAGE_ID_NAMESPACE, f"{tenant_id}/{key}/{n}")``
+with ``n`` the event's position in the batch, from 0 (see
+:func:`derived_event_id`). Without the header the id is random, and the
+answer lists it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID, uuid4, uuid5
 
 import orjson
 
@@ -38,6 +46,16 @@ NDJSON_TYPES = frozenset(
 )
 CLOUDEVENTS_BATCH = "application/cloudevents-batch+json"
 ACCEPTED_TYPES = "application/json, application/x-ndjson, application/ndjson, " + CLOUDEVENTS_BATCH
+#: the namespace of the ids derived from an ``Idempotency-Key`` (documented: clients may
+#: compute them)
+USAGE_ID_NAMESPACE = UUID("8f6d3c2e-1b4a-5e7f-9c0d-2a6b4e8f1c3d")
+#: the longest ``Idempotency-Key`` taken, as at the services
+IDEMPOTENCY_KEY_MAX = 255
+
+
+def derived_event_id(tenant_id: UUID, idempotency_key: str, position: int) -> UUID:
+    """The id of the event at ``position`` (from 0) of a batch sent with ``idempotency_key``."""
+    return uuid5(USAGE_ID_NAMESPACE, f"{tenant_id}/{idempotency_key}/{position}")
 
 
 @dataclass
@@ -58,8 +76,16 @@ def parse_usage_batch(
     max_events: int,
     source: str,
     traceparent: str | None = None,
+    idempotency_key: str | None = None,
 ) -> ParsedBatch:
     """Validate a batch; raise a problem only when the request as a whole is unusable."""
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
+        raise Problem(
+            f"An Idempotency-Key holds 1 to {IDEMPOTENCY_KEY_MAX} characters.",
+            status=400,
+            slug="bad-idempotency-key",
+            title="Bad Idempotency-Key",
+        )
     kind = media_type(content_type)
     if kind in NDJSON_TYPES:
         items = _ndjson_items(body)
@@ -92,7 +118,14 @@ def parse_usage_batch(
             if kind == CLOUDEVENTS_BATCH:
                 event = _cloudevent(item, tenant_id)
             else:
-                event = _plain_event(item, tenant_id, source=source, traceparent=traceparent)
+                default_id = (
+                    derived_event_id(tenant_id, idempotency_key, index)
+                    if idempotency_key is not None
+                    else uuid4()
+                )
+                event = _plain_event(
+                    item, tenant_id, source=source, traceparent=traceparent, default_id=default_id
+                )
         except _Refused as refused:
             batch.errors.append(EventError(index=index, errors=refused.reasons))
             continue
@@ -170,7 +203,9 @@ def _messages(exc: EventDecodeError, *, plain: bool) -> list[str]:
     return out
 
 
-def _plain_event(item: Any, tenant_id: UUID, *, source: str, traceparent: str | None) -> CloudEvent:
+def _plain_event(
+    item: Any, tenant_id: UUID, *, source: str, traceparent: str | None, default_id: UUID
+) -> CloudEvent:
     if not isinstance(item, dict):
         raise _Refused(["event: must be a JSON object"])
     tenant = str(tenant_id)
@@ -181,7 +216,7 @@ def _plain_event(item: Any, tenant_id: UUID, *, source: str, traceparent: str | 
     data["tenant_id"] = claimed
     envelope: dict[str, Any] = {
         "specversion": "1.0",
-        "id": item["id"] if item.get("id") is not None else str(uuid4()),
+        "id": item["id"] if item.get("id") is not None else str(default_id),
         "source": source,
         "type": USAGE_TYPE,
         "subject": tenant,

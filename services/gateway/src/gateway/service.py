@@ -234,6 +234,7 @@ class Gateway:
             max_events=self.settings.max_batch_events,
             source=self.settings.service_name,
             traceparent=traceparent,
+            idempotency_key=request.headers.get("idempotency-key"),
         )
         if not batch.events:
             first = "; ".join(
@@ -248,26 +249,32 @@ class Gateway:
         results = await self.publisher.publish([(e.key, e.to_json()) for _, e in batch.events])
         errors = list(batch.errors)
         accepted: list[UUID] = []
+        unconfirmed: list[UUID] = []
         for (index, event), error in zip(batch.events, results, strict=True):
             if error is None:
                 accepted.append(event.id)
-            else:
-                errors.append(
-                    EventError(
-                        index=index,
-                        errors=[
-                            f"not recorded (Kafka did not acknowledge); resend it with id {event.id}"
-                        ],
-                    )
+                continue
+            # an unacknowledged record may still be delivered by the producer later
+            unconfirmed.append(event.id)
+            errors.append(
+                EventError(
+                    index=index,
+                    errors=[
+                        "not confirmed: Kafka did not acknowledge it in time, so it may have been "
+                        f"recorded; resend it with the same id ({event.id})"
+                    ],
                 )
+            )
         if not accepted:
             raise Problem(
-                "Kafka did not acknowledge the events; nothing was recorded. Retry in a moment "
-                "(resending the same ids never counts twice).",
+                "Kafka did not acknowledge the events in time: they may have been recorded. "
+                "Resend them with the same ids (listed in `ids`; the same request with the same "
+                "Idempotency-Key gives them again), which never counts twice.",
                 status=503,
                 slug="service-unavailable",
                 title="Service unavailable",
                 headers={"Retry-After": "1"},
+                ids=[str(event_id) for event_id in unconfirmed],
             )
         errors.sort(key=lambda e: e.index)
         result = IngestionResult(
