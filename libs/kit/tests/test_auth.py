@@ -152,3 +152,21 @@ class TestPrincipal:
     def test_platform_admin_reaches_every_tenant(self) -> None:
         p = Principal(subject="ops", role=Role.PLATFORM_ADMIN)
         p.require_admin(uuid4())
+
+
+class TestOneCodePerRefusal:
+    """Every service raises these through the kit, the gateway through the same classes."""
+
+    def test_a_missing_role_is_role_required(self) -> None:
+        tenant = uuid4()
+        user = Principal(subject="u", role=Role.USER, tenant_id=tenant)
+        for refuse in (lambda: user.require_admin(tenant), user.require_platform_admin):
+            with pytest.raises(Forbidden) as refused:
+                refuse()
+            assert refused.value.body()["type"] == "urn:stellara:problem:role-required"
+
+    def test_another_tenant_is_tenant_not_found(self) -> None:
+        p = Principal(subject="u", role=Role.TENANT_ADMIN, tenant_id=uuid4())
+        with pytest.raises(NotFound) as refused:
+            p.require_read(uuid4())
+        assert refused.value.body()["type"] == "urn:stellara:problem:tenant-not-found"

@@ -20,7 +20,7 @@ from fastapi import Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from stellara_contracts.events import Role
-from stellara_kit.problems import Forbidden, NotFound, Unauthorized
+from stellara_kit.problems import RoleRequired, TenantNotFound, Unauthorized
 
 REQUIRED_CLAIMS = ("exp", "aud", "iss", "sub")
 
@@ -54,16 +54,16 @@ class Principal(BaseModel):
     def require_read(self, tenant_id: UUID) -> None:
         """Refuse another tenant's object as if it did not exist (no existence leak)."""
         if not self.can_read(tenant_id):
-            raise NotFound("No such tenant.")
+            raise TenantNotFound("No such tenant.")
 
     def require_admin(self, tenant_id: UUID) -> None:
         self.require_read(tenant_id)
         if not self.can_admin(tenant_id):
-            raise Forbidden("This needs the tenant_admin role for this tenant.")
+            raise RoleRequired("This needs the tenant_admin role for this tenant.")
 
     def require_platform_admin(self) -> None:
         if not self.is_platform_admin:
-            raise Forbidden("This needs the platform_admin role.")
+            raise RoleRequired("This needs the platform_admin role.")
 
     def claims(self) -> dict[str, Any]:
         claims: dict[str, Any] = {"sub": self.subject, "role": str(self.role), "via": self.via}

@@ -68,6 +68,12 @@ class NotFound(Problem):
     status, slug, title = 404, "not-found", "Not found"
 
 
+class TenantNotFound(NotFound):
+    """No such tenant (or another tenant's, which is not found either): one code everywhere."""
+
+    slug, title = "tenant-not-found", "Tenant not found"
+
+
 class Conflict(Problem):
     status, slug, title = 409, "conflict", "Conflict"
 
@@ -90,6 +96,18 @@ class Unauthorized(Problem):
 
 class Forbidden(Problem):
     status, slug, title = 403, "forbidden", "Forbidden"
+
+
+class RoleRequired(Forbidden):
+    """The caller is signed in but lacks the role the route needs (same code everywhere)."""
+
+    slug = "role-required"
+
+
+class InsufficientScope(Forbidden):
+    """An API key without a scope the route accepts (same code everywhere)."""
+
+    slug = "insufficient-scope"
 
 
 #: path parameters that carry a secret (an invitation token): never echoed in an answer

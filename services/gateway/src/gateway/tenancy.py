@@ -30,7 +30,13 @@ from gateway.routes import Access, Route, TenantContext
 from gateway.settings import Settings
 from stellara_contracts.events import Role, TenantSnapshot, TenantStatus
 from stellara_kit.auth import Principal
-from stellara_kit.problems import Forbidden, NotFound
+from stellara_kit.problems import (
+    Forbidden,
+    InsufficientScope,
+    NotFound,
+    RoleRequired,
+    TenantNotFound,
+)
 from stellara_kit.tenant_directory import TenantDirectory
 
 Source = Literal["path", "header", "subdomain", "token", "default"]
@@ -45,7 +51,7 @@ class ResolvedTenant:
 
 
 def _no_such_tenant() -> NotFound:
-    return NotFound("No such tenant.", slug="tenant-not-found")
+    return TenantNotFound("No such tenant.")
 
 
 class TenantResolver:
@@ -168,14 +174,14 @@ def check_access(
     if api_key:
         if not principal.scopes & route.api_key_scopes:
             needed = " or ".join(sorted(route.api_key_scopes)) or "a user token"
-            raise Forbidden(
+            raise InsufficientScope(
                 f"This API key cannot call this route: it needs {needed}.",
-                slug="insufficient-scope",
+                required_scope=sorted(route.api_key_scopes),
             )
         return
     if route.access is Access.PLATFORM:
-        raise Forbidden("This needs the platform_admin role.", slug="role-required")
+        raise RoleRequired("This needs the platform_admin role.")
     if route.access in (Access.TENANT_ADMIN, Access.USAGE_WRITE) and (
         principal.role != Role.TENANT_ADMIN
     ):
-        raise Forbidden("This needs the tenant_admin role for this tenant.", slug="role-required")
+        raise RoleRequired("This needs the tenant_admin role for this tenant.")

@@ -58,7 +58,7 @@ InvitationId = Annotated[UUID, Path(description="The invitation's id.")]
 
 # ------------------------------------------------------------------ errors, mapped in one place
 PROBLEMS: dict[type[errors.OnboardingError], tuple[int, str, str]] = {
-    errors.TenantUnknown: (404, "not-found", "Not found"),
+    errors.TenantUnknown: (404, "tenant-not-found", "Tenant not found"),
     errors.TenantGone: (409, "tenant-deleted", "Tenant deleted"),
     errors.OnboardingAlreadyStarted: (
         409,
@@ -75,7 +75,7 @@ PROBLEMS: dict[type[errors.OnboardingError], tuple[int, str, str]] = {
         "Step completes by itself",
     ),
     errors.StepNotSkippable: (422, "step-not-skippable", "Step cannot be skipped"),
-    errors.InvitationNotFound: (404, "not-found", "Not found"),
+    errors.InvitationNotFound: (404, "invitation-not-found", "Invitation not found"),
     errors.InvitationAlreadyOpen: (409, "invitation-already-open", "Invitation already open"),
     errors.InvitationClosed: (409, "invitation-closed", "Invitation closed"),
     errors.InvitationTokenUnknown: (404, "invitation-not-found", "Invitation not found"),

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stellara_kit.auth import Principal
 from stellara_kit.bounds import INT32_MAX, bounded_int
 from stellara_kit.db import Database, set_tenant
-from stellara_kit.problems import Forbidden
+from stellara_kit.problems import InsufficientScope
 from tenant_svc.config.catalogue import ConfigCatalogue
 from tenant_svc.errors import TenantNotFound
 from tenant_svc.idempotency import IdempotencyStore, idempotent
@@ -99,13 +99,15 @@ def parse_uuid(value: str) -> UUID | None:
 def require_scope(principal: Principal, scope: str) -> None:
     """A caller that came with an API key needs the scope for what it does."""
     if principal.via == "api_key" and scope not in principal.scopes:
-        raise Forbidden(f"This API key lacks the `{scope}` scope.", required_scope=scope)
+        raise InsufficientScope(f"This API key lacks the `{scope}` scope.", required_scope=[scope])
 
 
 def refuse_api_keys(principal: Principal) -> None:
     """Managing members and API keys is for people, not for machine clients."""
     if principal.via == "api_key":
-        raise Forbidden("API keys cannot manage members or API keys; sign in as an admin.")
+        raise InsufficientScope(
+            "API keys cannot manage members or API keys; sign in as an admin.", required_scope=[]
+        )
 
 
 def tenancy(request: Request) -> Tenancy:

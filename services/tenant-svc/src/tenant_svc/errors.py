@@ -98,7 +98,7 @@ class BadIdempotencyKey(DomainError):
 
 #: domain error → (status, slug, title); the one mapping of the service
 PROBLEMS: dict[type[DomainError], tuple[int, str, str]] = {
-    TenantNotFound: (404, "not-found", "Not found"),
+    TenantNotFound: (404, "tenant-not-found", "Tenant not found"),
     ConfigKeyNotFound: (404, "config-key-not-found", "Configuration key not found"),
     ConfigVersionNotFound: (404, "config-version-not-found", "Configuration version not found"),
     MemberNotFound: (404, "member-not-found", "Member not found"),

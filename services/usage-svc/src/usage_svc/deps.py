@@ -16,7 +16,7 @@ from stellara_contracts.envelope import plain_decimal
 from stellara_contracts.events import TenantSnapshot
 from stellara_kit.auth import Principal
 from stellara_kit.db import Database
-from stellara_kit.problems import Forbidden
+from stellara_kit.problems import InsufficientScope
 from stellara_kit.tenant_directory import TenantDirectory
 from usage_svc.errors import TenantNotFound
 from usage_svc.meter_catalogue import MeterCatalogue
@@ -40,7 +40,7 @@ class UsageParts:
         """The tenant whose usage the caller may read; anyone else's is a 404."""
         principal.require_read(tenant_id)
         if principal.via == "api_key" and not principal.scopes & USAGE_READ_SCOPES:
-            raise Forbidden(
+            raise InsufficientScope(
                 "This API key has neither the `usage:read` nor the `tenant:read` scope.",
                 required_scope=sorted(USAGE_READ_SCOPES),
             )

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from stellara_kit.problems import Conflict, NotFound, Problem, Unprocessable
-
-
-class TenantNotFound(NotFound):
-    slug, title = "tenant-not-found", "Tenant not found"
+from stellara_kit.problems import Conflict, Problem, Unprocessable
+from stellara_kit.problems import TenantNotFound as TenantNotFound  # one code in every service
 
 
 class InvalidQuery(Unprocessable):
