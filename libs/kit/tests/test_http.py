@@ -12,7 +12,13 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
 from stellara_kit.observability import install_observability
-from stellara_kit.problems import PROBLEM_JSON, Conflict, install_problem_handlers
+from stellara_kit.problems import (
+    PROBLEM_JSON,
+    Conflict,
+    document_problems,
+    install_problem_handlers,
+    problem_responses,
+)
 
 
 class Body(BaseModel):
@@ -179,3 +185,26 @@ class TestHealthAndMetrics:
             response = await http.get("/things/5", headers=headers)
         assert response.headers["x-request-id"] == (given or response.headers["x-request-id"])
         assert len(response.headers["x-request-id"]) >= 6
+
+
+class TestDocumentedProblems:
+    def test_validation_errors_are_documented_as_the_problems_they_are(self) -> None:
+        app = make_app()
+        document_problems(app)
+        document = app.openapi()
+        answer = document["paths"]["/things"]["post"]["responses"]["422"]
+        assert answer["content"] == {
+            PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}
+        }
+        assert document["components"]["schemas"]["Problem"]["required"] == [
+            "type",
+            "title",
+            "status",
+        ]
+        assert "HTTPValidationError" not in str(document)
+
+    def test_retry_after_is_documented_where_it_is_sent(self) -> None:
+        documented = problem_responses(429, 503, 404)
+        assert "Retry-After" in documented[429]["headers"]
+        assert "Retry-After" in documented[503]["headers"]
+        assert "headers" not in documented[404]

@@ -8,7 +8,9 @@ goes to the log with the request id).
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -222,28 +224,103 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, on_unexpected)
 
 
+#: the problem+json body (RFC 9457) as a JSON Schema; every service names it ``Problem``
+PROBLEM_COMPONENT: dict[str, Any] = {
+    "title": "Problem",
+    "description": "RFC 9457 problem details; extension members name what was refused.",
+    "type": "object",
+    "properties": {
+        "type": {"type": "string", "examples": [f"{PROBLEM_BASE}not-found"]},
+        "title": {"type": "string", "examples": ["Not found"]},
+        "status": {"type": "integer", "examples": [404]},
+        "detail": {"type": "string", "examples": ["No such tenant."]},
+        "instance": {"type": "string"},
+    },
+    "required": ["type", "title", "status"],
+    "additionalProperties": True,
+}
+PROBLEM_REF = "#/components/schemas/Problem"
+
 #: OpenAPI description of a problem response, for ``responses=`` on routes
-PROBLEM_SCHEMA: dict[str, Any] = {
-    "content": {
-        PROBLEM_JSON: {
-            "schema": {
-                "type": "object",
-                "properties": {
-                    "type": {"type": "string"},
-                    "title": {"type": "string"},
-                    "status": {"type": "integer"},
-                    "detail": {"type": "string"},
-                    "instance": {"type": "string"},
-                },
-                "required": ["type", "title", "status"],
-            }
-        }
-    }
+PROBLEM_SCHEMA: dict[str, Any] = {"content": {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_REF}}}}
+
+#: what a refusal of each status means, in the OpenAPI document
+PROBLEM_DESCRIPTIONS: dict[int, str] = {
+    400: "Bad request (a malformed cursor, header or body).",
+    401: "Not signed in, or the credential is invalid or expired.",
+    403: "Signed in, but not allowed (role, API key scope, tenant status).",
+    404: "No such object (another tenant's objects are not found either).",
+    409: "Conflicts with the current state.",
+    410: "Gone (expired).",
+    412: "`If-Match` names a version that is no longer current.",
+    413: "The body is too large.",
+    415: "Unsupported media type.",
+    422: "The request does not match the schema (the problem names the field).",
+    429: "Too many requests; retry after `Retry-After` seconds.",
+    502: "The owning service answered with something the gateway cannot pass on.",
+    503: "Unavailable for a moment; retry after `Retry-After` seconds.",
+    504: "The owning service did not answer in time.",
+}
+
+RETRY_AFTER_HEADER: dict[str, Any] = {
+    "description": "Seconds to wait before retrying.",
+    "schema": {"type": "integer", "minimum": 0},
 }
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` entries documenting problem+json errors on a route."""
-    return {
-        status: {"description": HTTPStatus(status).phrase, **PROBLEM_SCHEMA} for status in statuses
-    }
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        entry: dict[str, Any] = {
+            "description": PROBLEM_DESCRIPTIONS.get(status, HTTPStatus(status).phrase),
+            **PROBLEM_SCHEMA,
+        }
+        if status in (429, 503):
+            entry["headers"] = {"Retry-After": RETRY_AFTER_HEADER}
+        out[status] = entry
+    return out
+
+
+def problem_openapi(document: dict[str, Any]) -> dict[str, Any]:
+    """Make an app's OpenAPI say what the problem handlers answer.
+
+    FastAPI documents request validation as a 422 ``HTTPValidationError`` in
+    ``application/json``; the handlers above answer problem+json. Every 422 (and
+    every problem response) is rewritten to the one ``Problem`` schema.
+    """
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Problem"] = PROBLEM_COMPONENT
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            for code, response in operation["responses"].items():
+                content = response.get("content") or {}
+                fastapi_default = (
+                    (content.get("application/json") or {}).get("schema", {}).get("$ref", "")
+                ).endswith("/HTTPValidationError")
+                if code == "422" and (fastapi_default or PROBLEM_JSON not in content):
+                    response["content"] = PROBLEM_SCHEMA["content"]
+                    response["description"] = PROBLEM_DESCRIPTIONS[422]
+    for unused in ("HTTPValidationError", "ValidationError"):
+        if unused in schemas and unused not in json.dumps(document["paths"]):
+            schemas.pop(unused)
+    return document
+
+
+def refine_openapi(app: FastAPI, step: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """Pass the app's OpenAPI document through ``step`` once, when it is first built."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = step(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def document_problems(app: FastAPI) -> None:
+    """The app's OpenAPI says what its problem handlers answer (:func:`problem_openapi`)."""
+    refine_openapi(app, problem_openapi)

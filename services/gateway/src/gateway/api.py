@@ -26,7 +26,7 @@ from gateway.service import Gateway
 from stellara_contracts import topics
 from stellara_contracts.events import UsageRecordedEvent
 from stellara_contracts.generate import asyncapi_document
-from stellara_kit.problems import problem_responses
+from stellara_kit.problems import problem_openapi, problem_responses
 
 _PATH_DESCRIPTIONS = {
     "id": "The tenant: its id or its slug.",
@@ -280,7 +280,7 @@ def install_openapi(app: FastAPI) -> None:
                 "description": "`ApiKey <key>`",
             },
         }
-        app.openapi_schema = document
+        app.openapi_schema = problem_openapi(document)
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]

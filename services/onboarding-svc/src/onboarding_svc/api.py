@@ -200,7 +200,7 @@ async def create_invitation(
     tags=["invitations"],
     summary="List a tenant's invitations",
     response_model=InvitationPage,
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(400, 401, 403, 404, 422),
 )
 async def list_invitations(
     tenant_id: TenantId,

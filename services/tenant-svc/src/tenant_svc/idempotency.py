@@ -16,6 +16,7 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from fastapi import Request, Response
 from sqlalchemy import delete, select, update
@@ -31,6 +32,30 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 200
 #: response headers worth replaying
 KEPT_HEADERS = ("etag", "location", "content-type")
+
+
+#: OpenAPI of the header on a replayed answer
+REPLAYED_RESPONSE_HEADER: dict[str, Any] = {
+    "description": "`true` when this is the remembered answer to an earlier request with "
+    "the same `Idempotency-Key` (nothing was done again).",
+    "schema": {"type": "string", "enum": ["true"]},
+}
+
+
+def document_replays(document: dict[str, Any]) -> dict[str, Any]:
+    """Every success of a route that takes ``Idempotency-Key`` may be a replay: say so."""
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            takes_key = any(
+                p.get("in") == "header" and p.get("name") == HEADER
+                for p in operation.get("parameters", [])
+            )
+            if not takes_key:
+                continue
+            for code, response in operation.get("responses", {}).items():
+                if code.startswith("2"):
+                    response.setdefault("headers", {})[REPLAYED_HEADER] = REPLAYED_RESPONSE_HEADER
+    return document
 
 
 def fingerprint(method: str, path: str, body: bytes) -> str:

@@ -13,12 +13,13 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
+from stellara_kit.problems import refine_openapi
 from stellara_kit.runtime import ServiceRuntime
 from tenant_svc import api, events, models
 from tenant_svc.config.catalogue import ConfigCatalogue
 from tenant_svc.deps import Tenancy
 from tenant_svc.errors import install_domain_error_handler
-from tenant_svc.idempotency import IdempotencyStore
+from tenant_svc.idempotency import IdempotencyStore, document_replays
 from tenant_svc.publishing import EventSink
 from tenant_svc.settings import Settings
 from tenant_svc.tenants.service import ensure_default_tenant
@@ -79,4 +80,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.tenancy = tenancy
     install_domain_error_handler(app)
     app.include_router(api.router)
+    refine_openapi(app, document_replays)
     return app

@@ -371,7 +371,7 @@ async def list_meters(parts: Parts, principal: CurrentPrincipal) -> MeterList:
     response_model=MeterOut,
     status_code=status.HTTP_201_CREATED,
     responses={
-        200: {"description": "The meter existed; unit/description updated."},
+        200: {"description": "The meter existed; unit/description updated.", "model": MeterOut},
         **problem_responses(401, 403, 409, 422),
     },
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from stellara_kit.auth import CurrentPrincipal
 from stellara_kit.problems import problem_responses
 from tenant_svc.config import service
-from tenant_svc.config.catalogue import ConfigKey, split_key
+from tenant_svc.config.catalogue import DOTTED_KEY_PATTERN, ConfigKey, split_key
 from tenant_svc.config.schemas import (
     Category,
     ConfigBulk,
@@ -37,9 +37,23 @@ DottedKey = Annotated[
         examples=["billing.hard_limit_action"],
         min_length=3,
         max_length=160,
+        pattern=DOTTED_KEY_PATTERN,
     ),
 ]
 _WRITE_ERRORS = problem_responses(400, 401, 403, 404, 409, 422)
+_ENTRY_ETAG = {
+    "headers": {
+        "ETag": {
+            "description": "The key's version, quoted (absent for a platform default); send it "
+            "back as `If-Match`.",
+            "schema": {"type": "string", "examples": ['"2"']},
+        }
+    }
+}
+
+
+def _entry(description: str) -> dict[str, Any]:
+    return {"description": description, "model": ConfigEntryOut, **_ENTRY_ETAG}
 
 
 def parse_key(dotted: str) -> ConfigKey:
@@ -92,7 +106,11 @@ async def get_config(
     response_model=ConfigEntryOut,
     status_code=201,
     summary="Set one configuration key",
-    responses={200: {"description": "The key existed; its value was replaced."}, **_WRITE_ERRORS},
+    responses={
+        201: _entry("The key was created."),
+        200: _entry("The key existed; its value was replaced."),
+        **_WRITE_ERRORS,
+    },
 )
 async def set_config_key(
     ref: TenantRef,
@@ -200,7 +218,7 @@ async def config_history(
     "/tenants/{id}/config/{key}",
     response_model=ConfigEntryOut,
     summary="Get one configuration key",
-    responses=problem_responses(401, 403, 404, 422),
+    responses={200: _entry("The key's value."), **problem_responses(401, 403, 404, 422)},
 )
 async def get_config_key(
     ref: TenantRef, dotted: DottedKey, principal: CurrentPrincipal, ctx: Ctx
@@ -217,7 +235,10 @@ async def get_config_key(
     "/tenants/{id}/config/{key}",
     response_model=ConfigEntryOut,
     summary="Update one configuration key",
-    responses=problem_responses(400, 401, 403, 404, 409, 412, 422),
+    responses={
+        200: _entry("The key's new value."),
+        **problem_responses(400, 401, 403, 404, 409, 412, 422),
+    },
 )
 async def put_config_key(
     ref: TenantRef,
@@ -291,7 +312,10 @@ async def delete_config_key(
     "/tenants/{id}/config/{key}/rollback",
     response_model=ConfigChangesOut,
     summary="Roll a configuration key back",
-    responses=problem_responses(400, 401, 403, 404, 409, 422),
+    responses={
+        200: _entry("The key's value, rolled back."),
+        **problem_responses(400, 401, 403, 404, 409, 422),
+    },
 )
 async def rollback_config_key(
     ref: TenantRef,

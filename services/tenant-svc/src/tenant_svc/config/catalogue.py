@@ -23,6 +23,10 @@ from tenant_svc.settings import CONFIG_CATEGORIES, Settings
 
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(?:[.-][a-z0-9_]+)*$")
 KEY_MAX_LENGTH = 128
+#: a key named in a path: ``category.key``
+DOTTED_KEY_PATTERN = (
+    "^(?:" + "|".join(CONFIG_CATEGORIES) + r")\." + KEY_PATTERN.pattern.removeprefix("^")
+)
 
 ConfigKey = tuple[str, str]
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stellara_contracts.events import ConfigChange
 from stellara_kit.bounds import INT32_MAX
+from tenant_svc.config.catalogue import KEY_MAX_LENGTH, KEY_PATTERN
 from tenant_svc.config.service import ConfigValue
 from tenant_svc.models import ConfigHistory
 from tenant_svc.settings import CONFIG_CATEGORIES
@@ -19,7 +20,8 @@ assert set(Category.__args__) == set(CONFIG_CATEGORIES)  # type: ignore[attr-def
 
 _key = Field(
     min_length=1,
-    max_length=128,
+    max_length=KEY_MAX_LENGTH,
+    pattern=KEY_PATTERN.pattern,
     description="Key inside the category: lowercase letters, digits, `_`; parts joined by `.` or `-`.",
     examples=["hard_limit_action"],
 )

@@ -49,8 +49,19 @@ IdempotencyKey = Annotated[
     ),
 ]
 
+#: OpenAPI of the ETag answer header (a tenant's or a configuration key's version)
+ETAG_HEADER: dict[str, Any] = {
+    "ETag": {
+        "description": "The version, quoted; send it back as `If-Match`.",
+        "schema": {"type": "string", "examples": ['"3"']},
+    }
+}
 _TENANT_RESPONSE: dict[int | str, dict[str, Any]] = {
-    200: {"description": "The tenant; `ETag` carries its version.", "model": TenantOut},
+    200: {
+        "description": "The tenant; `ETag` carries its version.",
+        "model": TenantOut,
+        "headers": ETAG_HEADER,
+    },
 }
 
 
@@ -66,7 +77,19 @@ def tenant_response(tenant: Any, status_code: int = 200, **headers: str) -> JSON
     status_code=201,
     response_model=TenantOut,
     summary="Create a tenant",
-    responses=problem_responses(400, 401, 403, 409, 422),
+    responses={
+        201: {
+            "description": "The new tenant; `Location` is its URL, `ETag` its version.",
+            "headers": {
+                "Location": {
+                    "description": "The tenant's path, `/tenants/{id}`.",
+                    "schema": {"type": "string"},
+                },
+                **ETAG_HEADER,
+            },
+        },
+        **problem_responses(400, 401, 403, 409, 422),
+    },
 )
 async def create_tenant(
     body: TenantCreate,
