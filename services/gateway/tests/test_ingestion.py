@@ -82,6 +82,31 @@ class TestAccepted:
         assert sorted(e.data.value for e in events) == [1, 2, 3]
         assert events[0].data.properties == {"workflow": "nightly"}
 
+    async def test_the_documented_batch_object_is_on_the_topic(
+        self,
+        ingest: httpx.AsyncClient,
+        infrastructure: Infrastructure,
+        topic_prefix: str,
+        settings: Settings,
+        tenants: Tenants,
+    ) -> None:
+        headers = user_headers(settings, "tenant_admin", tenants.acme.tenant_id)
+        batch = {"events": [event(value=2), event(value=3)]}
+        response = await ingest.post("/usage/events", headers=headers, json=batch)
+        assert response.status_code == 202, response.text
+        assert response.json()["accepted"] == 2
+        values = sorted(e.data.value for e in await recorded(infrastructure, topic_prefix, 2))
+        assert values == [2, 3]
+
+    async def test_a_batch_object_with_more_than_events_is_refused(
+        self, ingest: httpx.AsyncClient, settings: Settings, tenants: Tenants
+    ) -> None:
+        headers = user_headers(settings, "tenant_admin", tenants.acme.tenant_id)
+        for body in ({"events": [event()], "tenant": "x"}, {"events": event()}):
+            response = await ingest.post("/usage/events", headers=headers, json=body)
+            assert response.status_code == 422, response.text
+            assert response.json()["type"].endswith("not-a-batch")
+
     async def test_ndjson_is_accepted(
         self,
         ingest: httpx.AsyncClient,

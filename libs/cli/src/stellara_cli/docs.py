@@ -148,6 +148,14 @@ SERVICE_OPENAPI = (
 
 
 _SCHEMA_REF = re.compile(r"#/components/schemas/([A-Za-z0-9_.-]+)")
+_SERVICE_PACKAGES = (
+    ("tenant-svc", "tenant_svc"),
+    ("usage-svc", "usage_svc"),
+    ("onboarding-svc", "onboarding_svc"),
+)
+#: what an operation of a service says that the gateway copies (the gateway adds its own
+#: operation id, security, roles and the refusals it answers itself)
+_OPERATION_FIELDS = ("summary", "description", "tags", "parameters", "requestBody", "responses")
 
 
 def _schema_prefix(service: str) -> str:
@@ -159,39 +167,93 @@ def _normalise(path: str) -> str:
     return re.sub(r"\{[^}]+\}", "{}", path)
 
 
-def _prefixed_refs(node: Any, prefix: str) -> Any:
+def _renamed_refs(node: Any, names: dict[str, str]) -> Any:
+    """``node`` with its schema references renamed as in ``names``."""
     if isinstance(node, dict):
-        return {
-            key: (
-                value.replace("#/components/schemas/", f"#/components/schemas/{prefix}")
-                if key == "$ref" and isinstance(value, str)
-                else _prefixed_refs(value, prefix)
+        out = {}
+        for key, value in node.items():
+            match = (
+                _SCHEMA_REF.fullmatch(value) if key == "$ref" and isinstance(value, str) else None
             )
-            for key, value in node.items()
-        }
+            if match is not None and match.group(1) in names:
+                out[key] = "#/components/schemas/" + names[match.group(1)]
+            else:
+                out[key] = _renamed_refs(value, names)
+        return out
     if isinstance(node, list):
-        return [_prefixed_refs(item, prefix) for item in node]
+        return [_renamed_refs(item, names) for item in node]
     return node
 
 
-def render_service_openapi() -> str:
-    """The owning services' answer schemas and examples for every route the gateway forwards.
+def _component_names(documents: dict[str, dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """Per service, its schema name → the name in the gateway's document.
 
-    The gateway documents forwarded routes with these, so its OpenAPI says exactly what the
-    services answer; ``make docs`` refreshes the file and a test keeps it current.
+    A name keeps its own spelling when every service that has it means the same schema
+    (``Problem``, a shared contract model); otherwise it gets its service's prefix
+    (``TenantSvcTenantOut``)."""
+    seen: dict[str, list[str]] = {}
+    for document in documents.values():
+        for name, schema in document.get("components", {}).get("schemas", {}).items():
+            seen.setdefault(name, []).append(json.dumps(schema, sort_keys=True))
+    shared = {name for name, bodies in seen.items() if len(set(bodies)) == 1}
+    return {
+        service: {
+            name: name if name in shared else _schema_prefix(service) + name
+            for name in document.get("components", {}).get("schemas", {})
+        }
+        for service, document in documents.items()
+    }
+
+
+def _gateway_path_parameters(service_path: str, gateway_path: str) -> dict[str, str]:
+    """The service's path parameter names → the gateway's (same places in the path)."""
+    out = {}
+    for theirs, ours in zip(service_path.split("/"), gateway_path.split("/"), strict=True):
+        if theirs.startswith("{"):
+            out[theirs[1:-1]] = ours[1:-1]
+    return out
+
+
+def _with_examples(
+    operation: dict[str, Any], document: dict[str, Any], validator_for: Any
+) -> dict[str, Any]:
+    """Every JSON answer and body with an example: the service's own, else one assembled from
+    the field examples of its schema when that is a valid instance."""
+    contents = [
+        content
+        for response in operation.get("responses", {}).values()
+        for content in (response.get("content") or {}).values()
+    ]
+    contents += list((operation.get("requestBody") or {}).get("content", {}).values())
+    for content in contents:
+        schema = content.get("schema")
+        if schema is None or "example" in content or "examples" in content:
+            continue
+        candidate = _example_from_schema(schema, document, depth=0)
+        if candidate is not None and validator_for(schema).is_valid(candidate):
+            content["example"] = candidate
+    return operation
+
+
+def render_service_openapi() -> str:
+    """Every operation the gateway forwards, as its owning service documents it.
+
+    Parameters (with their constraints), request bodies, every answer with its media
+    types, headers and examples come from the service's own OpenAPI document; the
+    gateway adds what it decides itself (security, roles, its own refusals) when it
+    builds its document. ``make docs`` refreshes the file and a test keeps it current.
     """
     import jsonschema
 
+    from gateway.downstream import FORWARDED_REQUEST_HEADERS
     from gateway.routes import ROUTES, Service
 
     documents: dict[str, dict[str, Any]] = {}
-    for name, package in (
-        ("tenant-svc", "tenant_svc"),
-        ("usage-svc", "usage_svc"),
-        ("onboarding-svc", "onboarding_svc"),
-    ):
+    for name, package in _SERVICE_PACKAGES:
         module = importlib.import_module(f"{package}.main")
         documents[name] = module.create_app().openapi()
+    names = _component_names(documents)
+    forwarded_headers = {h.lower() for h in FORWARDED_REQUEST_HEADERS}
 
     operations: dict[str, Any] = {}
     components: dict[str, Any] = {}
@@ -200,43 +262,42 @@ def render_service_openapi() -> str:
             continue
         service = str(route.service)
         document = documents[service]
-        prefix = _schema_prefix(service)
-        by_shape = {_normalise(path): item for path, item in document["paths"].items()}
-        operation = by_shape.get(_normalise(route.path), {}).get(route.method.lower())
-        if operation is None:
+        by_shape = {_normalise(path): path for path in document["paths"]}
+        service_path = by_shape.get(_normalise(route.path))
+        operation = (
+            document["paths"].get(service_path, {}).get(route.method.lower())
+            if service_path
+            else None
+        )
+        if service_path is None or operation is None:
             raise LookupError(f"{service} has no {route.method} {route.path}")
-        answer = operation["responses"].get(str(route.status_code))
-        if answer is None:
-            raise LookupError(
-                f"{service} {route.method} {route.path} does not answer {route.status_code}"
+
+        def validator_for(schema: dict[str, Any], document: dict[str, Any] = document) -> Any:
+            return jsonschema.Draft202012Validator(
+                {**schema, "components": document.get("components", {})}
             )
-        content = (answer.get("content") or {}).get("application/json") or {}
-        entry: dict[str, Any] = {
-            "query": sorted(
-                p["name"] for p in operation.get("parameters", []) if p["in"] == "query"
-            )
+
+        copied = {
+            key: json.loads(json.dumps(operation[key]))
+            for key in _OPERATION_FIELDS
+            if key in operation
         }
-        if "schema" in content:
-            entry["schema"] = _prefixed_refs(content["schema"], prefix)
-            # the service's own example, else the gateway's if it is a valid answer, else
-            # one assembled from the schema's field examples if that is valid
-            validator = jsonschema.Draft202012Validator(
-                {**content["schema"], "components": document.get("components", {})}
-            )
-            example = content.get("example")
-            if example is None and route.response_example is not None:
-                candidate = json.loads(json.dumps(route.response_example, default=str))
-                example = candidate if validator.is_valid(candidate) else None
-            if example is None:
-                candidate = _example_from_schema(content["schema"], document, depth=0)
-                example = candidate if validator.is_valid(candidate) else None
-            if example is not None:
-                entry["example"] = example
-        operations[f"{route.method} {route.path}"] = entry
+        copied = _with_examples(copied, document, validator_for)
+        renamed = _gateway_path_parameters(service_path, route.path)
+        parameters = []
+        for parameter in copied.get("parameters", []):
+            if parameter["in"] == "path":
+                parameter["name"] = renamed[parameter["name"]]
+            elif parameter["in"] == "header" and parameter["name"].lower() not in forwarded_headers:
+                continue  # the gateway does not pass it on
+            parameters.append(parameter)
+        if parameters:
+            copied["parameters"] = parameters
+        copied["x-service-path"] = service_path
+        operations[f"{route.method} {route.path}"] = _renamed_refs(copied, names[service])
     for service, document in documents.items():
-        prefix = _schema_prefix(service)
         for schema_name, schema in document.get("components", {}).get("schemas", {}).items():
-            components[f"{prefix}{schema_name}"] = _prefixed_refs(schema, prefix)
+            components[names[service][schema_name]] = _renamed_refs(schema, names[service])
     used = json.dumps(operations)
     # keep only the components the operations reach (directly or through other components)
     reachable: dict[str, Any] = {}
@@ -268,6 +329,17 @@ def _example_from_schema(schema: dict[str, Any], document: dict[str, Any], depth
         return _example_from_schema(document["components"]["schemas"][name], document, depth + 1)
     if "example" in schema:
         return schema["example"]
+    if (
+        schema.get("examples")
+        and "properties" in schema
+        and isinstance(schema["examples"][0], dict)
+    ):
+        # a model's own example may leave out fields that are null: fill them from the fields'
+        assembled = {
+            name: _example_from_schema(field, document, depth + 1)
+            for name, field in schema["properties"].items()
+        }
+        return {**assembled, **schema["examples"][0]}
     if schema.get("examples"):
         return schema["examples"][0]
     if "default" in schema and schema["default"] is not None:

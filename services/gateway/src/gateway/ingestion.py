@@ -1,7 +1,8 @@
 """Usage ingestion over HTTP: parse a batch, validate each event against the contract.
 
 Three forms are accepted:
-- ``application/json``: an array of ``{id?, metric, value, occurred_at, properties}``;
+- ``application/json``: ``{"events": [...]}`` of ``{id?, metric, value, occurred_at,
+  properties}`` (the documented shape), or a bare array of them, or one event;
 - ``application/x-ndjson`` (or ``application/ndjson``): one such object a line;
 - ``application/cloudevents-batch+json``: an array of full CloudEvents of type
   ``stellara.usage.recorded.v1``.
@@ -157,6 +158,16 @@ def _json_items(body: bytes) -> list[Any]:
             slug="malformed-json",
             title="Malformed JSON",
         ) from exc
+    if isinstance(document, dict) and "events" in document:
+        # the documented batch object, {"events": [...]}
+        if set(document) != {"events"} or not isinstance(document["events"], list):
+            raise Problem(
+                'Send {"events": [...]}: an object with only an `events` array.',
+                status=422,
+                slug="not-a-batch",
+                title="Not a batch",
+            )
+        return document["events"]
     if isinstance(document, dict):
         return [document]
     if not isinstance(document, list):

@@ -97,5 +97,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metering=metering,
     )
     app.include_router(api.build_router())
-    api.install_openapi(app)
+    api.install_openapi(app, max_events=settings.max_batch_events)
     return app
