@@ -71,6 +71,16 @@ class TestProblems:
         assert response.headers["content-type"] == PROBLEM_JSON
         assert any(e["location"] == "body.size" for e in response.json()["errors"])
 
+    async def test_a_body_that_is_not_json_is_400_malformed_json_as_at_the_gateway(
+        self,
+    ) -> None:
+        async with client(make_app()) as http:
+            response = await http.post(
+                "/things", content=b'{"name": ', headers={"content-type": "application/json"}
+            )
+        assert response.status_code == 400
+        assert response.json()["type"] == "urn:stellara:problem:malformed-json"
+
     async def test_unknown_route_is_problem_json_404(self) -> None:
         async with client(make_app()) as http:
             response = await http.get("/nothing-here")
@@ -202,6 +212,14 @@ class TestDocumentedProblems:
             "status",
         ]
         assert "HTTPValidationError" not in str(document)
+        assert "400" in document["paths"]["/things"]["post"]["responses"]
+
+    def test_operations_endpoints_are_documented_as_they_answer(self) -> None:
+        document = make_app().openapi()
+        metrics = document["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+        assert set(metrics) == {"text/plain"}
+        ready = document["paths"]["/readyz"]["get"]["responses"]
+        assert set(ready["503"]["content"]) == {PROBLEM_JSON}
 
     def test_retry_after_is_documented_where_it_is_sent(self) -> None:
         documented = problem_responses(429, 503, 404)

@@ -6,9 +6,10 @@ import asyncio
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -143,6 +144,27 @@ class RequestContextASGIMiddleware:
                 )
 
 
+_CHECKS: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "string"}}
+#: what ``/readyz`` answers: the checks (``ok`` or why not)
+_READY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"status": {"type": "string", "enum": ["ready"]}, "checks": _CHECKS},
+    "required": ["status", "checks"],
+}
+#: … and when one fails, a problem with the checks
+_NOT_READY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "enum": [503]},
+        "detail": {"type": "string"},
+        "checks": _CHECKS,
+    },
+    "required": ["type", "title", "status", "checks"],
+}
+
+
 def install_observability(
     app: FastAPI,
     *,
@@ -163,7 +185,22 @@ def install_observability(
         """The process is up and serving."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"], summary="Readiness", response_model=None)
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Readiness",
+        response_model=None,
+        responses={
+            200: {
+                "description": "Every dependency answers.",
+                "content": {"application/json": {"schema": _READY_SCHEMA}},
+            },
+            503: {
+                "description": "A dependency is not answering (the problem names it).",
+                "content": {PROBLEM_JSON: {"schema": _NOT_READY_SCHEMA}},
+            },
+        },
+    )
     async def readyz() -> JSONResponse:
         """Ready when every dependency (database, broker…) answers."""
         results: dict[str, str] = {}
@@ -190,7 +227,19 @@ def install_observability(
         }
         return JSONResponse(body, status_code=503, media_type=PROBLEM_JSON)
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_model=None)
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_model=None,
+        response_class=PlainTextResponse,
+        responses={
+            200: {
+                "description": "Prometheus text exposition.",
+                "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
+            }
+        },
+    )
     async def metrics() -> Response:
         """Prometheus text exposition."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -170,6 +170,17 @@ def allowed_methods(request: Request) -> list[str]:
     ]
 
 
+def malformed_json(context: dict[str, Any] | None = None) -> Problem:
+    """A body that is not JSON at all: 400 ``malformed-json``, at every service and the gateway."""
+    reason = (context or {}).get("error")
+    return Problem(
+        "The body is not valid JSON" + (f": {reason}" if reason else "."),
+        status=400,
+        slug="malformed-json",
+        title="Malformed JSON",
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
@@ -177,6 +188,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
+        if any(err.get("type") == "json_invalid" for err in exc.errors()):
+            return problem_response(malformed_json(exc.errors()[0].get("ctx", {})), request)
         errors = [
             {
                 "location": ".".join(str(p) for p in err.get("loc", ())),
@@ -303,6 +316,9 @@ def problem_openapi(document: dict[str, Any]) -> dict[str, Any]:
                 if code == "422" and (fastapi_default or PROBLEM_JSON not in content):
                     response["content"] = PROBLEM_SCHEMA["content"]
                     response["description"] = PROBLEM_DESCRIPTIONS[422]
+            if "requestBody" in operation:
+                # a body that is not JSON is refused by the handlers above
+                operation["responses"].setdefault("400", problem_responses(400)[400])
     for unused in ("HTTPValidationError", "ValidationError"):
         if unused in schemas and unused not in json.dumps(document["paths"]):
             schemas.pop(unused)
