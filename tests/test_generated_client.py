@@ -11,6 +11,7 @@ successes into the services' models, refusals into `Problem`.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import pkgutil
 import re
@@ -25,6 +26,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 import httpx
+import jsonschema
 import pytest
 
 from stellara_cli.mailsink import read_mailbox
@@ -36,6 +38,7 @@ PACKAGE = "stellara_generated_client"
 TOKEN_RE = re.compile(r"/invitations/([A-Za-z0-9_\-]+)/accept")
 METRIC = "transactions"
 T = TypeVar("T")
+generated_from: dict[str, dict[str, Any]] = {}
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +47,7 @@ def generated(system: System, tmp_path_factory: pytest.TempPathFactory) -> Itera
     folder = tmp_path_factory.mktemp("client")
     document = folder / "openapi.json"
     document.write_bytes(httpx.get(f"{system.gateway_url}/openapi.json", timeout=10).content)
+    generated_from[system.gateway_url] = json.loads(document.read_text())
     tools = Path(sys.executable).parent
     result = subprocess.run(
         [
@@ -75,6 +79,43 @@ def generated(system: System, tmp_path_factory: pytest.TempPathFactory) -> Itera
         sys.path.remove(str(folder))
         for name in [m for m in sys.modules if m == PACKAGE or m.startswith(PACKAGE + ".")]:
             del sys.modules[name]
+
+
+class Conformance:
+    """Checks every answer the client gets against the document it was generated from: the
+    status is documented for the operation, the media type for the status, and the body
+    validates against its schema."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+        self.templates = [
+            (re.compile("^" + re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(path)) + "$"), path)
+            for path in document["paths"]
+        ]
+        self.checked = 0
+
+    def __call__(self, response: httpx.Response) -> None:
+        response.read()
+        request = response.request
+        path = next(t for pattern, t in self.templates if pattern.match(request.url.path))
+        operation = self.document["paths"][path][request.method.lower()]
+        where = f"{request.method} {path} → {response.status_code}"
+        answer = operation["responses"].get(str(response.status_code))
+        assert answer is not None, f"{where} is not documented: {response.text[:300]}"
+        content = answer.get("content") or {}
+        if not response.content:
+            assert not content or response.status_code == 204, where
+            return
+        media = response.headers["content-type"].split(";")[0]
+        assert media in content, f"{where}: {media} is not documented ({sorted(content)})"
+        schema = content[media].get("schema")
+        if schema is not None and media.endswith("json"):
+            validator = jsonschema.Draft202012Validator(
+                {**schema, "components": self.document["components"]}
+            )
+            errors = [e.message for e in validator.iter_errors(response.json())]
+            assert not errors, f"{where}: {errors[:3]}"
+        self.checked += 1
 
 
 def module(generated: ModuleType, name: str) -> Any:
@@ -109,10 +150,15 @@ def test_a_generated_client_walks_the_story(generated: ModuleType, system: Syste
         return importlib.import_module(f"{api}.{operation}").sync_detailed(*args, **kwargs)
 
     target = system.target()
+    conformance = Conformance(generated_from[system.gateway_url])
 
     def as_(token: str, prefix: str = "Bearer") -> Any:
         return client_module.AuthenticatedClient(
-            base_url=system.gateway_url, token=token, prefix=prefix, timeout=httpx.Timeout(30)
+            base_url=system.gateway_url,
+            token=token,
+            prefix=prefix,
+            timeout=httpx.Timeout(30),
+            httpx_args={"event_hooks": {"response": [conformance]}},
         )
 
     admin = as_(target.token(Role.PLATFORM_ADMIN, subject="generated-client-operator"))
@@ -298,3 +344,4 @@ def test_a_generated_client_walks_the_story(generated: ModuleType, system: Syste
     user = as_(target.token(Role.USER, tenant_id=tenant.id, subject="reader"))
     forbidden = call("billing.get_tenants_id_usage_invoice_preview", tenant_id, client=user)
     assert forbidden.status_code == 403 and forbidden.parsed.type_.endswith("role-required")
+    assert conformance.checked >= 20  # every answer above matched the document
