@@ -288,6 +288,16 @@ def test_a_generated_client_walks_the_story(generated: ModuleType, system: Syste
         if_match=read.headers["etag"],
     )
     assert updated.status_code == 200 and updated.parsed.value == "suspend"
+    rolled_back = call(
+        "configuration.post_tenants_id_config_key_rollback",
+        tenant_id,
+        "billing.hard_limit_action",
+        client=ada,
+        body=m.RollbackRequest(version=1),
+    )
+    assert rolled_back.status_code == 200, rolled_back.content
+    (change,) = rolled_back.parsed.changes
+    assert (change.old_value, change.new_value) == ("suspend", "notify")
 
     # usage in: an API key sends a batch (one event invalid, reported by index)
     key = call(

@@ -26,10 +26,7 @@ from gateway.routes import ROUTES, Route, Service, TenantContext
 from gateway.service import Gateway
 from stellara_contracts import topics
 from stellara_contracts.generate import asyncapi_document
-from stellara_kit.problems import (
-    problem_openapi,
-    problem_responses,
-)
+from stellara_kit.problems import problem_openapi, problem_responses
 
 Endpoint = Callable[..., Awaitable[Response]]
 
@@ -133,7 +130,7 @@ not listed as request bodies because several JSON bodies on one operation defeat
 generators; new clients send the batch object."""
 
 
-def _ingestion_body(max_events: int) -> dict[str, Any]:
+def _ingestion_body() -> dict[str, Any]:
     event = schemas.usage_event_schema()["examples"][0]
     return {
         "required": True,
@@ -230,7 +227,7 @@ def _ingestion_operation(route: Route, max_events: int) -> dict[str, Any]:
         "summary": INGESTION_SUMMARY,
         "description": f"{INGESTION_DESCRIPTION}\n\n{_served_by(route)}",
         "operationId": route.operation_id,
-        "requestBody": _ingestion_body(max_events),
+        "requestBody": _ingestion_body(),
         "responses": {str(k): v for k, v in _ingestion_responses(route).items()},
         "security": _security(route),
         "x-roles": route.roles_text(),

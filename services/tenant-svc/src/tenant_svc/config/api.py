@@ -313,7 +313,7 @@ async def delete_config_key(
     response_model=ConfigChangesOut,
     summary="Roll a configuration key back",
     responses={
-        200: _entry("The key's value, rolled back."),
+        200: {"description": "What the rollback changed (nothing when the value already is it)."},
         **problem_responses(400, 401, 403, 404, 409, 422),
     },
 )

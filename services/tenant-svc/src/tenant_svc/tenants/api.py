@@ -13,6 +13,7 @@ from stellara_kit.auth import CurrentPrincipal
 from stellara_kit.problems import problem_responses
 from tenant_svc.deps import Ctx, Cursor, TenantRef, etag_of, expected_version, require_scope
 from tenant_svc.errors import TenantNotFound
+from tenant_svc.idempotency import MAX_KEY_LENGTH
 from tenant_svc.pagination import (
     Page,
     cursor_instant,
@@ -44,8 +45,11 @@ IdempotencyKey = Annotated[
     Header(
         alias="Idempotency-Key",
         description="Send the same key to retry safely: the first response is replayed; "
-        "the same key with a different body is a 422.",
+        f"the same key with a different body is a 422. 1 to {MAX_KEY_LENGTH} printable "
+        "characters (else 400 `bad-idempotency-key`); a new key for each new request.",
         examples=["4f1c7e2a-0d9b-4d6e-8a51-93c0a3f7e2b1"],
+        # documented, not validated here: the idempotency guard answers 400 with its own code
+        json_schema_extra={"minLength": 1, "maxLength": MAX_KEY_LENGTH},
     ),
 ]
 
