@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from gateway.api import gateway_refusals
 from gateway.main import create_app
+from gateway.openapi import gateway_refusals
 from gateway.routes import ROUTES, Service
 from stellara_cli.docs import SERVICE_OPENAPI, render_service_openapi
 from stellara_kit.problems import PROBLEM_JSON

@@ -13,7 +13,7 @@ import logging
 
 from fastapi import FastAPI
 
-from gateway import api
+from gateway import api, openapi
 from gateway.auth import ApiKeys, Authenticator, InternalTokens, UserTokens, user_token_verifier
 from gateway.downstream import Downstreams
 from gateway.events import UsagePublisher, tenant_directory
@@ -97,5 +97,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metering=metering,
     )
     app.include_router(api.build_router())
-    api.install_openapi(app, max_events=settings.max_batch_events)
+    openapi.install_openapi(app, max_events=settings.max_batch_events)
     return app
