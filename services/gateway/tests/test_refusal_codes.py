@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from uuid import uuid4
 
+import httpx
 import pytest
 
 from gateway.routes import ROUTES, Access
+from gateway.settings import Settings
 from gateway.tenancy import check_access
 from stellara_contracts.events import Role
 from stellara_kit.auth import Principal
 from stellara_kit.problems import Problem
+
+from .conftest import user_headers
 
 
 def _code(refuse) -> str:  # type: ignore[no-untyped-def]
@@ -33,3 +37,14 @@ def test_an_api_key_without_the_scope_is_insufficient_scope() -> None:
     assert _code(lambda: check_access(route, key, None, key.tenant_id)).endswith(
         "insufficient-scope"
     )
+
+
+async def test_a_catalogue_read_for_an_unknown_tenant_is_a_documented_404(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    headers = user_headers(settings, "tenant_admin", uuid4())
+    response = await client.get("/plans", headers=headers)
+    assert response.status_code == 404
+    assert response.json()["type"].endswith("tenant-not-found")
+    document = (await client.get("/openapi.json")).json()
+    assert "404" in document["paths"]["/plans"]["get"]["responses"]

@@ -38,8 +38,8 @@ def gateway_refusals(route: Route) -> list[int]:
     codes = {401, 403, 429, 503}
     if route.path_parameters:
         codes.add(400)  # a path parameter that is a dot segment (or encodes one)
-    if route.context in (TenantContext.PATH, TenantContext.REQUIRED):
-        codes.add(404)
+    if route.context is not TenantContext.NONE:
+        codes.add(404)  # the tenant named (path, header, subdomain) or the caller's is unknown
     if not route.is_read:
         codes.add(413)
     if route.service is Service.GATEWAY:
