@@ -159,3 +159,5 @@ class TestWhatAClientReliesOn:
         assert json_bodies == ["application/json"]
         batch = document["components"]["schemas"]["UsageBatch"]
         assert batch["type"] == "object" and batch["required"] == ["events"]
+        ndjson = body["content"]["application/x-ndjson"]["schema"]
+        assert ndjson["items"] == {"$ref": "#/components/schemas/UsageEventIn"}

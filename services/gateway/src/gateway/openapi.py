@@ -114,7 +114,7 @@ not listed as request bodies because several JSON bodies on one operation defeat
 generators; new clients send the batch object."""
 
 
-def _ingestion_body() -> dict[str, Any]:
+def _ingestion_body(max_events: int) -> dict[str, Any]:
     event = schemas.usage_event_schema()["examples"][0]
     return {
         "required": True,
@@ -124,8 +124,15 @@ def _ingestion_body() -> dict[str, Any]:
                 "example": {"events": [event]},
             },
             "application/x-ndjson": {
-                "schema": {"type": "string", "description": "One UsageEventIn a line."},
-                "example": json.dumps(event) + "\n",
+                # the events of the batch, one JSON object a line
+                "schema": {
+                    "type": "array",
+                    "description": "One UsageEventIn a line.",
+                    "items": {"$ref": "#/components/schemas/UsageEventIn"},
+                    "minItems": 1,
+                    "maxItems": max_events,
+                },
+                "example": [event],
             },
         },
     }
@@ -178,7 +185,7 @@ def _ingestion_operation(route: Route, max_events: int) -> dict[str, Any]:
         "summary": INGESTION_SUMMARY,
         "description": f"{INGESTION_DESCRIPTION}\n\n{_served_by(route)}",
         "operationId": route.operation_id,
-        "requestBody": _ingestion_body(),
+        "requestBody": _ingestion_body(max_events),
         "responses": {str(k): v for k, v in _ingestion_responses(route).items()},
         "security": _security(route),
         "x-roles": route.roles_text(),
