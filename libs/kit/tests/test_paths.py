@@ -96,3 +96,30 @@ async def test_ordinary_paths_pass(path: str) -> None:
 def test_the_root_path_is_fine() -> None:
     assert path_refusal("/") is None
     assert path_refusal("") is not None
+
+
+class TestDocumented:
+    def test_path_parameters_say_what_the_guard_lets_through(self) -> None:
+        import re
+
+        from fastapi import FastAPI
+
+        from stellara_kit.paths import PATH_PARAMETER_PATTERN, document_path_rules, path_refusal
+
+        app = FastAPI()
+
+        @app.get("/things/{name}")
+        async def thing(name: str) -> str:
+            return name
+
+        document = document_path_rules(app.openapi())
+        operation = document["paths"]["/things/{name}"]["get"]
+        (parameter,) = operation["parameters"]
+        assert parameter["schema"]["pattern"] == PATH_PARAMETER_PATTERN
+        assert "400" in operation["responses"]
+        pattern = re.compile(PATH_PARAMETER_PATTERN)
+        from urllib.parse import quote
+
+        for value in ("acme", "ada@acme.example", "x..y", "..", ".", "a/b", "a%b", "a\\b", "a\x01"):
+            allowed = pattern.match(value) is not None
+            assert allowed == (path_refusal(f"/things/{quote(value, safe='')}") is None), value

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -94,3 +95,25 @@ async def _refuse(send: Send, detail: str) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+#: what one path parameter may hold for the guard to let the path through (for OpenAPI): not
+#: ``.`` or ``..``, and no slash, backslash, percent sign or control character
+PATH_PARAMETER_PATTERN = r"^(?!\.\.?$)[^/\\%\u0000-\u001f\u007f]+$"
+
+
+def document_path_rules(document: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document says what the guard refuses: a path parameter without a stricter
+    rule of its own gets :data:`PATH_PARAMETER_PATTERN`, and its operation the 400."""
+    from stellara_kit.problems import problem_responses
+
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            parameters = [p for p in operation.get("parameters", []) if p.get("in") == "path"]
+            for parameter in parameters:
+                schema = parameter.setdefault("schema", {"type": "string"})
+                if not {"pattern", "format", "enum", "const"} & set(schema):
+                    schema["pattern"] = PATH_PARAMETER_PATTERN
+            if parameters and "responses" in operation:
+                operation["responses"].setdefault("400", problem_responses(400)[400])
+    return document

@@ -27,8 +27,8 @@ from stellara_kit.inbox import Inbox
 from stellara_kit.logs import configure_logging
 from stellara_kit.observability import install_observability
 from stellara_kit.outbox import Outbox, OutboxRelay
-from stellara_kit.paths import PathGuardMiddleware
-from stellara_kit.problems import document_problems, install_problem_handlers
+from stellara_kit.paths import PathGuardMiddleware, document_path_rules
+from stellara_kit.problems import document_problems, install_problem_handlers, refine_openapi
 from stellara_kit.settings import ServiceSettings
 from stellara_kit.strict_input import StrictInputMiddleware
 
@@ -199,6 +199,7 @@ class ServiceRuntime:
         app.state.token_verifier = internal_verifier(self.settings)
         install_problem_handlers(app)
         document_problems(app)
+        refine_openapi(app, document_path_rules)
         # both inside the request-context middleware (added next, so outer): refusals get a
         # request id; unstorable input first, so a NUL in a path is named by its parameter
         app.add_middleware(PathGuardMiddleware)

@@ -21,6 +21,7 @@ from fastapi.openapi.utils import get_openapi
 
 from gateway import schemas
 from gateway.routes import ROUTES, Route, Service, TenantContext
+from stellara_kit.paths import PATH_PARAMETER_PATTERN, document_path_rules
 from stellara_kit.problems import problem_openapi, problem_responses
 
 _TENANT_REFERENCE = "The tenant: its id or its slug (the gateway resolves a slug to the id)."
@@ -85,7 +86,7 @@ def forwarded_operation(route: Route) -> dict[str, Any]:
             # the gateway also takes the tenant's slug here
             examples = parameter.get("schema", {}).get("examples")
             parameter["description"] = _TENANT_REFERENCE
-            parameter["schema"] = {"type": "string", "minLength": 1}
+            parameter["schema"] = {"type": "string", "pattern": PATH_PARAMETER_PATTERN}
             if examples:
                 parameter["schema"]["examples"] = examples
     description = operation.get("description", "").strip()
@@ -227,6 +228,7 @@ def openapi_document(app: FastAPI, *, max_events: int) -> dict[str, Any]:
         },
     }
     problem_openapi(document)
+    document_path_rules(document)
     return document
 
 
