@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from gateway import schemas
+from gateway.ingestion import IDEMPOTENCY_KEY_MAX
 from gateway.routes import ROUTES, Route, Service, TenantContext
 from stellara_kit.paths import PATH_PARAMETER_PATTERN, document_path_rules
 from stellara_kit.problems import problem_openapi, problem_responses
@@ -186,6 +187,17 @@ def _ingestion_operation(route: Route, max_events: int) -> dict[str, Any]:
         "summary": INGESTION_SUMMARY,
         "description": f"{INGESTION_DESCRIPTION}\n\n{_served_by(route)}",
         "operationId": route.operation_id,
+        "parameters": [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "Makes a resend safe after a 503: the ids of events sent without "
+                "one are derived from the key and their position in the batch, so the same "
+                "request counts nothing twice.",
+                "schema": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX},
+            }
+        ],
         "requestBody": _ingestion_body(max_events),
         "responses": {str(k): v for k, v in _ingestion_responses(route).items()},
         "security": _security(route),
