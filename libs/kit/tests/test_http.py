@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
@@ -139,6 +139,25 @@ class TestProblems:
         assert response.headers["allow"] == "DELETE, GET, PUT"
         assert listing.status_code == 405
         assert listing.headers["allow"] == "POST"
+
+    async def test_405_on_a_literal_path_allows_only_its_own_methods(self) -> None:
+        app = make_app()
+        router = APIRouter()
+
+        @router.post("/things/{thing_id}/import")
+        async def import_things(thing_id: int) -> None:
+            return None
+
+        @router.get("/things/{thing_id}/{name}")
+        async def get_named(thing_id: int, name: str) -> None:
+            return None
+
+        app.include_router(router)
+        async with client(app) as http:
+            literal = await http.options("/things/3/import")
+            templated = await http.delete("/things/3/other")
+        assert literal.status_code == 405 and literal.headers["allow"] == "POST"
+        assert templated.status_code == 405 and templated.headers["allow"] == "GET"
 
     async def test_a_secret_in_the_path_is_not_echoed(self) -> None:
         app = make_app()

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -19,7 +21,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import compile_path
 
 log = logging.getLogger(__name__)
 
@@ -159,15 +161,40 @@ def internal_error_response(request: Request, exc: BaseException) -> JSONRespons
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
+@dataclass(frozen=True)
+class PathTemplate:
+    """One documented path of an app: its pattern, how many parameters it takes, its methods."""
+
+    regex: re.Pattern[str]
+    params: int
+    methods: frozenset[str]
+
+
+def path_templates(app: FastAPI) -> list[PathTemplate]:
+    """The app's documented paths (read once from its OpenAPI document)."""
+    cached: list[PathTemplate] | None = getattr(app.state, "path_templates", None)
+    if cached is None:
+        cached = []
+        for path, operations in app.openapi().get("paths", {}).items():
+            regex, _, convertors = compile_path(path)
+            methods = {m.upper() for m in operations if m.upper() in _METHODS}
+            cached.append(PathTemplate(regex, len(convertors), frozenset(methods)))
+        app.state.path_templates = cached
+    return cached
+
+
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route of the app fully matches on the request's path (asked of the
-    router itself, so included routers and mounts answer too)."""
-    routes = request.app.router.routes
-    return [
-        method
-        for method in _METHODS
-        if any(r.matches(dict(request.scope, method=method))[0] is Match.FULL for r in routes)
-    ]
+    """Every method the request's path is served with, as the app documents it.
+
+    Where a literal path and a templated one both match (``/members/import`` and
+    ``/members/{user_id}``), the path is the literal one's: only its methods count."""
+    path = request.scope.get("path", "")
+    hits = [t for t in path_templates(request.app) if t.regex.match(path)]
+    if not hits:
+        return []
+    fewest = min(t.params for t in hits)
+    methods = set().union(*(t.methods for t in hits if t.params == fewest))
+    return [method for method in _METHODS if method in methods]
 
 
 def malformed_json(context: dict[str, Any] | None = None) -> Problem:

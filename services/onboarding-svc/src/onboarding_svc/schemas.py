@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
+from onboarding_svc.definitions import STEP_KEY_PATTERN
 from onboarding_svc.models import DeliveryState, Invitation, InvitationStatus, Step, StepStatus
 from onboarding_svc.service import WorkflowView
 
@@ -104,7 +105,8 @@ class CompleteStep(BaseModel):
         validation_alias=AliasChoices("step_key", "step"),
         min_length=1,
         max_length=63,
-        description="The step's key.",
+        pattern=STEP_KEY_PATTERN,
+        description="The step's key (one of the tenant's workflow, see the onboarding status).",
     )
     payload: dict[str, Any] | None = Field(
         default=None, description="Anything worth keeping with the step (shown in the status)."

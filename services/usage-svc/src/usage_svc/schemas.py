@@ -158,7 +158,21 @@ class MeterOut(_Out):
 class MeterIn(BaseModel):
     """A meter to add (or, while it has no data, to redefine)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        # the rule `_property_iff_unique` enforces, as JSON Schema says it
+        json_schema_extra={
+            "if": {
+                "properties": {"aggregation": {"const": "UNIQUE_COUNT"}},
+                "required": ["aggregation"],
+            },
+            "then": {
+                "required": ["unique_property"],
+                "properties": {"unique_property": {"type": "string"}},
+            },
+            "else": {"properties": {"unique_property": {"type": "null"}}},
+        },
+    )
 
     key: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$", examples=["unique_visitors"])
     aggregation: Aggregation = Field(examples=["UNIQUE_COUNT"])

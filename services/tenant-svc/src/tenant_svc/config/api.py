@@ -188,7 +188,11 @@ async def config_history(
     key: Annotated[
         str | None,
         Query(
-            description="Only this key, as `category.key`.", examples=["billing.hard_limit_action"]
+            description="Only this key, as `category.key`.",
+            examples=["billing.hard_limit_action"],
+            min_length=3,
+            max_length=160,
+            pattern=DOTTED_KEY_PATTERN,
         ),
     ] = None,
     category: Annotated[Category | None, Query(description="Only this category.")] = None,
