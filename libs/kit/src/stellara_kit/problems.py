@@ -21,6 +21,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from stellara_kit.db import connection_lost
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -108,42 +110,13 @@ class DatabaseUnavailable(Problem):
     status, slug, title = 503, "database-unavailable", "Database unavailable"
 
 
-def _database_unreachable(exc: BaseException) -> bool:
-    """Whether the error (or one it was raised from) is a lost or refused database connection."""
-    import asyncpg
-    from sqlalchemy.exc import DBAPIError
-    from sqlalchemy.exc import TimeoutError as PoolTimeout
-
-    lost = (
-        ConnectionError,
-        PoolTimeout,
-        asyncpg.PostgresConnectionError,
-        asyncpg.CannotConnectNowError,
-        asyncpg.ConnectionDoesNotExistError,
-        asyncpg.exceptions.OperatorInterventionError,  # shutdown, crash of another backend
-    )
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, lost):
-            return True
-        if isinstance(current, DBAPIError) and current.connection_invalidated:
-            return True
-        pending += [current.__cause__, current.__context__, getattr(current, "orig", None)]
-    return False
-
-
 def internal_error_response(request: Request, exc: BaseException) -> JSONResponse:
     """A 500 problem that names the request id and nothing of the internals (they are logged);
     a 503 when the database could not be reached."""
     request_id = getattr(request.state, "request_id", None)
     from stellara_kit.observability import route_template  # imports this module
 
-    if _database_unreachable(exc):
+    if connection_lost(exc):
         log.warning(
             "database unavailable on %s %s: %r", request.method, route_template(request), exc
         )
