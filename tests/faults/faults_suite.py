@@ -108,13 +108,11 @@ def build_schedules(seed: int, count: int) -> list[Schedule]:
                 attributes = {"rate": rng.randrange(8, 64)}  # KB/s
             elif kind.startswith("reset"):
                 attributes = {"timeout": rng.randrange(0, 500)}
+            duration = rng.uniform(2.0, 5.0)
+            if kind.startswith(("stop", "partition")) and rng.random() < 0.4:
+                duration = rng.uniform(10.5, 12.0)  # beyond the gateway's 10 s timeouts
             faults.append(
-                Fault(
-                    kind,
-                    round(rng.uniform(1.0, 2.5), 1),
-                    round(rng.uniform(2.0, 5.0), 1),
-                    attributes,
-                )
+                Fault(kind, round(rng.uniform(1.0, 2.5), 1), round(duration, 1), attributes)
             )
         schedules.append(Schedule(index, own_seed, faults))
     return schedules
@@ -306,20 +304,38 @@ async def test_schedule(schedule: Schedule, harness: Harness, report: list[dict[
         assert ready is not None, "the schedule's API key never worked"
         load.start()
         recovery: dict[str, float | None] = {}
+        per_fault: list[dict[str, Any]] = []
         try:
             for fault in schedule.faults:
                 await asyncio.sleep(fault.gap)
                 say(f"  {fault.describe()}")
+                before = dict(load.ledger.answers)
+                began = time.monotonic()
                 await apply(fault, h)
+                outage = round(time.monotonic() - began, 2)
                 _, took = await checks.until(
                     lambda: recovered(h, load, http), lambda ok: ok, RECOVERY_TIMEOUT
                 )
                 recovery[fault.kind] = took
-                say(f"  healed; answering again after {took} s")
+                answers = {
+                    k: n - before.get(k, 0)
+                    for k, n in load.ledger.answers.items()
+                    if n != before.get(k, 0)
+                }
+                per_fault.append(
+                    {
+                        "fault": fault.describe(),
+                        "kind": fault.kind,
+                        "outage_s": outage,
+                        "answering_after_s": took,
+                        "answers": answers,
+                    }
+                )
+                say(f"  healed after {outage} s; answering again {took} s later; {answers}")
                 findings.expect(
                     took is not None, f"not answering {RECOVERY_TIMEOUT:.0f} s after {fault.kind}"
                 )
-            await asyncio.sleep(2)
+            await asyncio.sleep(1)
         finally:
             h.infra.toxiproxy.reset()
             await load.stop()
@@ -349,6 +365,8 @@ async def test_schedule(schedule: Schedule, harness: Harness, report: list[dict[
         "seed": schedule.seed,
         "faults": [f.describe() for f in schedule.faults],
         "recovery_s": recovery,
+        "per_fault": per_fault,
+        "details": ledger.details,
         "lag_drained_s": took,
         "checked_after_s": round(time.monotonic() - healed, 1),
         "answers": ledger.answers,

@@ -283,10 +283,12 @@ def start_infra(workdir: Path) -> FaultInfra:
     kafka_proxy, pg_proxy = free_port(), free_port()
     kafka = ProxiedKafka(config, advertised_port=kafka_proxy, direct_port=free_port())
     stack.kafka = kafka
-    # a previous run's data (an aborted run may have left its servers: stop them first)
+    # a previous run's data (an aborted run may have left its servers: stop them first);
+    # Kafka's resolved classpath is kept
     stack.kafka.stop()
     stack.postgres.stop()
-    stack.purge()
+    for folder in (kafka.data, stack.postgres.state, config.logs, config.run):
+        shutil.rmtree(folder, ignore_errors=True)
     toxiproxy.proxy("kafka", kafka_proxy, real_kafka)
     toxiproxy.proxy("postgres", pg_proxy, real_pg)
     started = time.monotonic()

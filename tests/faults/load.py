@@ -90,10 +90,16 @@ class Ledger:
     acked_invitations: dict[str, uuid.UUID] = field(default_factory=dict)  # email → tenant
     unsure_invitations: set[str] = field(default_factory=set)
     answers: dict[str, int] = field(default_factory=dict)  # "kind status" → count
+    details: dict[str, str] = field(default_factory=dict)  # "kind status" → a problem's detail
 
-    def note(self, kind: str, status: int | str) -> None:
+    def note(self, kind: str, status: int | str, response: httpx.Response | None = None) -> None:
         key = f"{kind} {status}"
         self.answers[key] = self.answers.get(key, 0) + 1
+        if response is not None and response.status_code >= 400 and key not in self.details:
+            try:
+                self.details[key] = str(response.json().get("detail"))
+            except ValueError:
+                self.details[key] = response.text[:200]
 
 
 async def send_with_retries(
@@ -106,7 +112,7 @@ async def send_with_retries(
         except httpx.HTTPError as exc:
             ledger.note(kind, type(exc).__name__)
         else:
-            ledger.note(kind, response.status_code)
+            ledger.note(kind, response.status_code, response)
             if response.status_code not in UNSURE:
                 return response
         await asyncio.sleep(0.5 * (attempt + 1))
@@ -310,7 +316,7 @@ class Load:
                 self.ledger.note("invitation", type(exc).__name__)
                 self.ledger.unsure_invitations.add(email)
             else:
-                self.ledger.note("invitation", response.status_code)
+                self.ledger.note("invitation", response.status_code, response)
                 if response.status_code == 201:
                     self.ledger.acked_invitations[email] = tenant.id
                 elif response.status_code in UNSURE:
