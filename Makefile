@@ -57,7 +57,7 @@ $(TOXIPROXY):
 test-faults: sync $(TOXIPROXY) ## seeded fault schedules under load, every invariant checked (FAULTS_SEED, FAULTS_SCHEDULES)
 	@TOXIPROXY_SERVER=$(TOXIPROXY) FAULTS_HOME=$(STELLARA_HOME)/faults \
 	  FAULTS_REPORT=$${FAULTS_REPORT:-$(STELLARA_HOME)/faults-report.json} \
-	  $(RUN) pytest tests/faults/faults_suite.py -s
+	  $(RUN) pytest tests/faults/faults_suite.py -s $(FAULTS_ARGS)
 
 fuzz: sync ## schemathesis against the whole system's gateway, every check (FUZZ_SEED, FUZZ_MAX_EXAMPLES)
 	@$(RUN) pytest tests/fuzz/fuzz_gateway.py -s

@@ -81,7 +81,8 @@ class Schedule:
 
     @property
     def name(self) -> str:
-        return f"f{self.seed % 100000}s{self.index}"
+        """``f<FAULTS_SEED>s<index>``: names its tenants, slugs and addresses too."""
+        return f"f{self.seed // 1000}s{self.index}"
 
 
 def build_schedules(seed: int, count: int) -> list[Schedule]:

@@ -30,6 +30,7 @@ METRIC = "transactions"
 UNSURE = frozenset({502, 503, 504})
 HTTP_TIMEOUT = 30.0
 RETRIES = 4
+STOP_TIMEOUT = 60.0
 
 
 @dataclass
@@ -157,9 +158,16 @@ class Load:
         self.tasks.append(asyncio.create_task(self._invitations()))
 
     async def stop(self) -> None:
+        """Stop the load; a writer still waiting after a minute is cancelled (what it was
+        writing stays unsure, which the checks allow either way)."""
         self.stopping.set()
-        await asyncio.gather(*self.tasks)
+        done, pending = await asyncio.wait(self.tasks, timeout=STOP_TIMEOUT)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         await self.http.aclose()
+        for task in done:
+            task.result()  # a writer's unexpected refusal fails the schedule
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -180,6 +188,7 @@ class Load:
             self.ledger.refused_events.add(event_id)  # refused whatever the answer
             events.append({"id": str(event_id), "metric": METRIC, "value": "many"})
         body = usage_body(events, self.wrapped)
+        self.ledger.unsure_events.update(valid)  # until told otherwise
         response = await send_with_retries(
             self.ledger,
             "usage",
@@ -188,7 +197,6 @@ class Load:
             ),
         )
         if response is None:
-            self.ledger.unsure_events.update(valid)
             return False
         if response.status_code != 202:
             raise AssertionError(f"usage batch refused as a whole: {response.text[:500]}")
@@ -223,6 +231,7 @@ class Load:
                 ]
                 retry = []
                 futures = []
+                self.ledger.unsure_events.update(event_id for _, event_id in batch)
                 for tenant, event_id in batch:
                     key, value = usage_record(
                         tenant,
@@ -238,7 +247,6 @@ class Load:
                 for (tenant, event_id), result in zip(batch, results, strict=True):
                     if isinstance(result, BaseException):
                         self.ledger.note("kafka-usage", type(result).__name__)
-                        self.ledger.unsure_events.add(event_id)
                         retry.append((tenant, event_id))
                     else:
                         self.ledger.note("kafka-usage", "ack")
@@ -258,6 +266,7 @@ class Load:
             slug = f"{self.name}-t{n}"
             key = str(uuid.uuid4())
             body = {"name": f"Faults {slug}", "slug": slug, "plan": "pro"}
+            self.ledger.unsure_tenants.add(slug)  # until told otherwise
             response = await send_with_retries(
                 self.ledger,
                 "tenant",
@@ -268,10 +277,12 @@ class Load:
                 ),
             )
             if response is None:
-                self.ledger.unsure_tenants.add(slug)
+                pass
             elif response.status_code == 201:
+                self.ledger.unsure_tenants.discard(slug)
                 self.ledger.acked_tenants[slug] = uuid.UUID(response.json()["id"])
             else:
+                self.ledger.unsure_tenants.discard(slug)
                 self.ledger.refused_tenants.add(slug)
                 raise AssertionError(f"tenant {slug} refused: {response.text[:500]}")
             await self._pause(0.6)
@@ -284,6 +295,7 @@ class Load:
             n += 1
             value = f"{self.name} v{n}"
             body = {"category": "general", "key": "display_name", "value": value}
+            writes.append((value, "unsure"))  # until told otherwise
             response = await send_with_retries(
                 self.ledger,
                 "config",
@@ -292,9 +304,9 @@ class Load:
                 ),
             )
             if response is None:
-                writes.append((value, "unsure"))
+                pass
             elif response.status_code in (200, 201):
-                writes.append((value, "acked"))
+                writes[-1] = (value, "acked")
             else:
                 raise AssertionError(f"config write refused: {response.text[:500]}")
             await self._pause(0.4)
@@ -308,19 +320,19 @@ class Load:
             email = f"inv{n}@{self.name}.example"
             body = {"email": email, "role": "user"}
             # not resent: a second invitation to the same address would be a new one
+            self.ledger.unsure_invitations.add(email)  # until told otherwise
             try:
                 response = await self.http.post(
                     f"/tenants/{tenant.id}/invitations", json=body, headers=self.tokens.admin()
                 )
             except httpx.HTTPError as exc:
                 self.ledger.note("invitation", type(exc).__name__)
-                self.ledger.unsure_invitations.add(email)
             else:
                 self.ledger.note("invitation", response.status_code, response)
                 if response.status_code == 201:
+                    self.ledger.unsure_invitations.discard(email)
                     self.ledger.acked_invitations[email] = tenant.id
-                elif response.status_code in UNSURE:
-                    self.ledger.unsure_invitations.add(email)
-                else:
+                elif response.status_code not in UNSURE:
+                    self.ledger.unsure_invitations.discard(email)
                     raise AssertionError(f"invitation refused: {response.text[:500]}")
             await self._pause(1.5)
