@@ -91,16 +91,19 @@ class Ledger:
     acked_invitations: dict[str, uuid.UUID] = field(default_factory=dict)  # email → tenant
     unsure_invitations: set[str] = field(default_factory=set)
     answers: dict[str, int] = field(default_factory=dict)  # "kind status" → count
-    details: dict[str, str] = field(default_factory=dict)  # "kind status" → a problem's detail
+    details: dict[str, list[str]] = field(default_factory=dict)  # "kind status" → details seen
 
     def note(self, kind: str, status: int | str, response: httpx.Response | None = None) -> None:
         key = f"{kind} {status}"
         self.answers[key] = self.answers.get(key, 0) + 1
-        if response is not None and response.status_code >= 400 and key not in self.details:
+        if response is not None and response.status_code >= 400:
             try:
-                self.details[key] = str(response.json().get("detail"))
+                detail = str(response.json().get("detail"))
             except ValueError:
-                self.details[key] = response.text[:200]
+                detail = response.text[:200]
+            seen = self.details.setdefault(key, [])
+            if detail not in seen and len(seen) < 5:
+                seen.append(detail)
 
 
 async def send_with_retries(

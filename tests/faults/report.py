@@ -69,13 +69,18 @@ def render(reports: list[dict[str, Any]]) -> str:
             else f"| {kind} | {len(faults)} | {min(outages):.1f}–{max(outages):.1f} | never | "
             f"{_answers(seen)} |"
         )
-    details: dict[str, str] = {}
+    details: dict[str, list[str]] = {}
     for report in reports:
         for s in report["schedules"]:
-            for k, text in s.get("details", {}).items():
-                details.setdefault(k, text)
+            for k, texts in s.get("details", {}).items():
+                seen = details.setdefault(k, [])
+                for text in [texts] if isinstance(texts, str) else texts:
+                    if text not in seen:
+                        seen.append(text)
     lines += ["", "### Texts of the unsure answers", ""]
-    lines += [f"- `{k}`: {text}" for k, text in sorted(details.items())]
+    lines += [
+        f"- `{k}`: " + " / ".join(f"“{t}”" for t in texts) for k, texts in sorted(details.items())
+    ]
     return "\n".join(lines) + "\n"
 
 
