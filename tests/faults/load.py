@@ -322,7 +322,7 @@ class Load:
             tenant = self.tenants[n % len(self.tenants)]
             email = f"inv{n}@{self.name}.example"
             body = {"email": email, "role": "user"}
-            # not resent: a second invitation to the same address would be a new one
+            # not resent: after a hidden commit a resend is a 409 invitation-already-open
             self.ledger.unsure_invitations.add(email)  # until told otherwise
             try:
                 response = await self.http.post(
