@@ -229,9 +229,11 @@ class FaultInfra:
         self.stack.postgres.start(lambda _: None)
 
     def close(self) -> None:
-        self.stack.kafka.stop()
-        self.stack.postgres.stop()
-        self.toxiproxy.close()
+        try:
+            self.stack.kafka.stop()
+            self.stack.postgres.stop()
+        finally:
+            self.toxiproxy.close()
 
 
 def _wait_gone(pid: int, timeout: float = 10) -> None:
@@ -289,11 +291,17 @@ def start_infra(workdir: Path) -> FaultInfra:
     stack.postgres.stop()
     for folder in (kafka.data, stack.postgres.state, config.logs, config.run):
         shutil.rmtree(folder, ignore_errors=True)
-    toxiproxy.proxy("kafka", kafka_proxy, real_kafka)
-    toxiproxy.proxy("postgres", pg_proxy, real_pg)
     started = time.monotonic()
-    stack.postgres.start(say)
-    kafka.start(say)
+    try:
+        toxiproxy.proxy("kafka", kafka_proxy, real_kafka)
+        toxiproxy.proxy("postgres", pg_proxy, real_pg)
+        stack.postgres.start(say)
+        kafka.start(say)
+    except BaseException:
+        kafka.stop()
+        stack.postgres.stop()
+        toxiproxy.close()
+        raise
     say(
         f"own PostgreSQL on :{real_pg} (proxy :{pg_proxy}), own Kafka on :{real_kafka} "
         f"(proxy :{kafka_proxy}, direct :{kafka.direct_port}), "
