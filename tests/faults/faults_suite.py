@@ -218,7 +218,7 @@ async def apply(fault: Fault, h: Harness) -> None:
         await asyncio.sleep(fault.duration / 2)
         await asyncio.to_thread(infra.start_postgres)
     elif verb == "partition":
-        # nothing passes either way; connections open meanwhile are dropped when it ends
+        # nothing passes either way until it is removed (Toxiproxy drops what it holds back)
         infra.toxiproxy.add_toxic(target, "partition", "timeout", {"timeout": 0})
         await asyncio.sleep(fault.duration)
         infra.toxiproxy.reset()
