@@ -10,8 +10,11 @@ UV_VERSION := 0.13.8
 TOOLS := $(STELLARA_HOME)/tools
 UV := $(or $(shell command -v uv 2>/dev/null),$(TOOLS)/bin/uv)
 RUN := $(UV) run --frozen
+# the TCP fault proxy of `make test-faults`, built from the Go module proxy
+TOXIPROXY_VERSION := v2.5.0
+TOXIPROXY := $(TOOLS)/toxiproxy-$(TOXIPROXY_VERSION)/server
 
-.PHONY: help prereqs uv sync up down status test fuzz lint fmt contracts bench bench-outbox bench-usage bench-gateway docs demo clean
+.PHONY: help prereqs uv sync up down status test test-faults fuzz lint fmt contracts bench bench-outbox bench-usage bench-gateway docs demo clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -45,6 +48,16 @@ test: sync ## the whole test suite (starts the infrastructure it needs)
 	@$(RUN) pytest; code=$$?; \
 	  if [ $$code -eq 5 ]; then echo "no tests were collected: that is a failure" >&2; exit 1; fi; \
 	  exit $$code
+
+$(TOXIPROXY):
+	@command -v go >/dev/null || { echo "Go is needed to build Toxiproxy (https://go.dev/dl/)" >&2; exit 1; }
+	@echo "installing Toxiproxy $(TOXIPROXY_VERSION) into $(dir $(TOXIPROXY)) (go install)"
+	@GOBIN=$(dir $(TOXIPROXY)) go install github.com/Shopify/toxiproxy/v2/cmd/server@$(TOXIPROXY_VERSION)
+
+test-faults: sync $(TOXIPROXY) ## seeded fault schedules under load, every invariant checked (FAULTS_SEED, FAULTS_SCHEDULES)
+	@TOXIPROXY_SERVER=$(TOXIPROXY) FAULTS_HOME=$(STELLARA_HOME)/faults \
+	  FAULTS_REPORT=$${FAULTS_REPORT:-$(STELLARA_HOME)/faults-report.json} \
+	  $(RUN) pytest tests/faults/faults_suite.py -s $(FAULTS_ARGS)
 
 fuzz: sync ## schemathesis against the whole system's gateway, every check (FUZZ_SEED, FUZZ_MAX_EXAMPLES)
 	@$(RUN) pytest tests/fuzz/fuzz_gateway.py -s

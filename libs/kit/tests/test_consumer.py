@@ -97,6 +97,62 @@ class TestConsumer:
         assert by_reason["malformed"].value == b"{not json"
         assert await committed_total(infrastructure, topic, group) == 4
 
+    async def test_a_lost_database_is_waited_for_not_dead_lettered(
+        self, infrastructure: Infrastructure, topic_prefix: str
+    ) -> None:
+        """A handler failing because its database is gone (more often than the retries
+        allow) is retried until it is back; the record is handled, nothing dead-lettered."""
+        import asyncpg
+        from sqlalchemy.exc import DBAPIError
+
+        topic = f"{topic_prefix}{topics.USAGE_RECORDED}"
+        group = f"{topic_prefix}outage"
+        event = usage_record(uuid4(), 7)
+        attempts: list[int] = []
+
+        async def handler(received: CloudEvent) -> None:
+            attempts.append(1)
+            if len(attempts) == 1:
+                raise ConnectionResetError(104, "Connection reset by peer")
+            if len(attempts) <= 4:
+                raise DBAPIError(
+                    "INSERT ...", None, asyncpg.CannotConnectNowError("the database is starting")
+                )
+
+        broker = KafkaBroker(infrastructure.kafka_bootstrap)
+        subscribe_events(
+            broker,
+            topic=topic,
+            logical_topic=topics.USAGE_RECORDED,
+            group_id=group,
+            handler=handler,
+            retry=RetryPolicy(max_retries=1, backoff_seconds=0.05),
+        )
+        await broker.start()
+        try:
+            await produce_raw(infrastructure.kafka_bootstrap, topic, [(event.key, event.to_json())])
+            await wait_for(
+                lambda: _value(len(attempts) if len(attempts) >= 5 else None), timeout=30
+            )
+            await wait_for(
+                lambda: committed_total(infrastructure, topic, group),
+                until=lambda n: n == 1,
+                timeout=30,
+            )
+        finally:
+            await broker.stop()
+        assert len(attempts) == 5
+        consumer = AIOKafkaConsumer(
+            topics.dlq_topic(topic),
+            bootstrap_servers=infrastructure.kafka_bootstrap,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            assert not await consumer.getmany(timeout_ms=1000)
+        finally:
+            await consumer.stop()
+
     async def test_offsets_are_not_committed_before_handling(
         self, infrastructure: Infrastructure, topic_prefix: str
     ) -> None:

@@ -9,7 +9,11 @@ try (``handler_failed``) — or at once for a record that is not a valid event
 (``unknown_type``) — the record goes to ``<topic>.dlq`` with the original
 key, value and headers plus the ``x-dlq-*`` headers, and the partition moves
 on. A type outside the ``stellara.`` namespace is acknowledged without
-calling the handler and counted as ``stellara_events_handled_total{outcome="ignored"}``. Handlers are expected to be idempotent (see
+calling the handler and counted as ``stellara_events_handled_total{outcome="ignored"}``.
+A failure because the database could not be reached (restarting, unreachable,
+a connection cut) is not the record's fault: it is retried with the same
+backoff until the database is back, without counting against the record, so
+an outage never dead-letters good records. Handlers are expected to be idempotent (see
 ``stellara_kit.inbox``): a crash between handling and the commit redelivers.
 """
 
@@ -28,6 +32,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from stellara_contracts import CloudEvent, EventDecodeError, UnknownEvent, decode_event
 from stellara_contracts.topics import dlq_topic
+from stellara_kit.db import connection_lost
 from stellara_kit.logs import traced
 
 log = logging.getLogger(__name__)
@@ -168,6 +173,7 @@ def subscribe_events(
 
     async def _handle_with_retries(event: CloudEvent, message: KafkaMessage) -> None:
         attempt = 0
+        outage = 0
         while True:
             try:
                 await handler(event)
@@ -177,6 +183,18 @@ def subscribe_events(
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if connection_lost(exc):
+                    outage += 1
+                    log.warning(
+                        "event %s (%s) waits for its database (try %d), retrying in %.1f s: %r",
+                        event.id,
+                        event.type,
+                        outage,
+                        retry.delay(outage),
+                        exc,
+                    )
+                    await asyncio.sleep(retry.delay(outage))
+                    continue
                 attempt += 1
                 if attempt > retry.max_retries:
                     error = "".join(traceback.format_exception_only(exc)).strip()

@@ -12,8 +12,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from uuid import UUID
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -26,6 +29,33 @@ SYSTEM_SETTING = "app.system"
 
 _SET_TENANT = text(f"SELECT set_config('{TENANT_SETTING}', :tenant, true)")
 _SET_SYSTEM = text(f"SELECT set_config('{SYSTEM_SETTING}', 'on', true)")
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether the error (or one it was raised from) is a lost or refused connection — the
+    database restarting, unreachable or cutting connections: not the fault of the request or
+    record at hand, and worth retrying once it is back."""
+    lost = (
+        ConnectionError,
+        PoolTimeout,
+        asyncpg.PostgresConnectionError,
+        asyncpg.CannotConnectNowError,
+        asyncpg.ConnectionDoesNotExistError,
+        asyncpg.exceptions.OperatorInterventionError,  # shutdown, crash of another backend
+    )
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, lost):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        pending += [current.__cause__, current.__context__, getattr(current, "orig", None)]
+    return False
 
 
 def asyncpg_dsn(url: str) -> str:

@@ -3,7 +3,10 @@
 Domain code raises :class:`Problem` (or a subclass); the handlers turn it,
 request validation errors and HTTP errors into ``application/problem+json``.
 Anything unexpected becomes a 500 problem without a stack trace (the trace
-goes to the log with the request id).
+goes to the log with the request id) — except a database that cannot be
+reached or dropped the connection (restarting, unreachable, cut off), which
+is a 503 the client may retry: a write in flight may or may not have been
+committed, so it says to retry with the same ``Idempotency-Key``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
+
+from stellara_kit.db import connection_lost
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +146,26 @@ def problem_response(problem: Problem, request: Request | None = None) -> JSONRe
     )
 
 
+class DatabaseUnavailable(Problem):
+    status, slug, title = 503, "database-unavailable", "Database unavailable"
+
+
 def internal_error_response(request: Request, exc: BaseException) -> JSONResponse:
-    """A 500 problem that names the request id and nothing of the internals (they are logged)."""
+    """A 500 problem that names the request id and nothing of the internals (they are logged);
+    a 503 when the database could not be reached."""
     request_id = getattr(request.state, "request_id", None)
     from stellara_kit.observability import route_template  # imports this module
+
+    if connection_lost(exc):
+        log.warning(
+            "database unavailable on %s %s: %r", request.method, route_template(request), exc
+        )
+        unavailable = DatabaseUnavailable(
+            "The database did not answer; the request may or may not have taken effect. "
+            "Retry in a moment (a write with the same Idempotency-Key).",
+            headers={"retry-after": "1"},
+        )
+        return problem_response(unavailable, request)
 
     # the route template, not the path: a path can carry a secret (an invitation token)
     log.error("unhandled error on %s %s", request.method, route_template(request), exc_info=exc)
