@@ -20,6 +20,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from xml.etree import ElementTree
 
 import httpx
 import pytest
@@ -117,8 +118,6 @@ def _run(
         str(config),
         "run",
         f"{system.gateway_url}/openapi.json",
-        "--checks",
-        "all",
         "--max-examples",
         str(MAX_EXAMPLES),
         "--seed",
@@ -144,6 +143,32 @@ def _run(
     return done.returncode, done.stdout + done.stderr
 
 
+#: schemathesis errors that are the interpreter's, not the API's: CPython 3.11 before 3.11.8
+#: can fail inside hypothesis's lambda sources with this (python/cpython gh-106905)
+INTERPRETER_ERRORS = ("AST constructor recursion depth mismatch",)
+
+
+def _findings(reports: Path) -> list[str]:
+    """Every failure and every error in the run's JUnit report but the interpreter's own."""
+    cases = [
+        case
+        for report in reports.glob("junit-*.xml")
+        for case in ElementTree.parse(report).getroot().iter("testcase")
+    ]
+    assert cases, f"schemathesis wrote no report under {reports}"
+    found = []
+    for case in cases:
+        for outcome in case:
+            if outcome.tag not in ("failure", "error"):
+                continue
+            text = f"{outcome.get('message') or ''} {outcome.text or ''}"
+            if outcome.tag == "error" and any(e in text for e in INTERPRETER_ERRORS):
+                print(f"(not counted: {case.get('name')}: {text.strip()[:100]})")
+                continue
+            found.append(f"{outcome.tag}: {case.get('name')}")
+    return found
+
+
 @pytest.mark.timeout(1800)
 def test_the_gateway_answers_as_its_contract_says(system: System, tmp_path: Path) -> None:
     print(f"schemathesis seed {SEED}, {MAX_EXAMPLES} examples per operation (FUZZ_SEED to replay)")
@@ -164,6 +189,8 @@ def test_the_gateway_answers_as_its_contract_says(system: System, tmp_path: Path
             )
         code, output = _run(system, who, token, own, tmp_path)
         print(f"===== as {who}: exit {code}\n{output}")
-        if code != 0:
-            failed.append(who)
+        findings = _findings(tmp_path / who)
+        assert code in (0, 1) or findings, f"schemathesis could not run as {who} (exit {code})"
+        if findings:
+            failed.append(f"{who} ({len(findings)}: {'; '.join(findings)})")
     assert not failed, f"schemathesis found failures as {', '.join(failed)} (seed {SEED})"
