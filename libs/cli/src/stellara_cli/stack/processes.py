@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from stellara_cli.stack.common import (
     ComponentStatus,
     Progress,
@@ -234,8 +236,12 @@ class ServiceProcess:
         pid = read_pid(self.pid_file)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not alive(pid, self.marker):
-                raise StackError(f"{self.spec.name} exited at start; see {self.log}")
+            # the process this stack just spawned: whether it still runs, not what its command
+            # line reads (a busy machine can show an empty one for a moment while it starts)
+            if not _running(pid):
+                raise StackError(
+                    f"{self.spec.name} exited at start; see {self.log}:\n{_tail(self.log)}"
+                )
             if _http_ok(f"{self.spec.url}/readyz"):
                 return
             time.sleep(0.3)
@@ -245,6 +251,22 @@ class ServiceProcess:
 
     def stop(self) -> bool:
         return _stop_by_pid_file(self.pid_file, self.marker)
+
+
+def _running(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def _tail(log: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
 
 
 def _spawn(command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
