@@ -196,12 +196,17 @@ class Kafka:
         """Whether a broker answers on the stack's port (started by this stack or not)."""
         return port_open(self.config.kafka_port) and self._ping()
 
+    @property
+    def ping_bootstrap(self) -> str:
+        """Where the health ping reaches the broker."""
+        return self.config.kafka_bootstrap
+
     def _ping(self) -> bool:
         from aiokafka.admin import AIOKafkaAdminClient
 
         async def ping() -> None:
             admin = AIOKafkaAdminClient(
-                bootstrap_servers=self.config.kafka_bootstrap, request_timeout_ms=3000
+                bootstrap_servers=self.ping_bootstrap, request_timeout_ms=3000
             )
             await admin.start()
             try:
