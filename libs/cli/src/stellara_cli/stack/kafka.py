@@ -323,6 +323,15 @@ def topic_names(prefix: str = "") -> list[str]:
 
 
 def _kafka_cluster_id() -> str:
+    """A KRaft cluster id as Kafka's own ``Uuid.randomUuid`` makes it.
+
+    Base64url can begin with ``-``, which the storage tool's argument parser
+    reads as an option (one start in 64 failed that way); Kafka draws again in
+    that case, and so does this.
+    """
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
