@@ -52,6 +52,7 @@ KINDS = (
     *(f"stop {s}" for s in SERVICES),
     "restart kafka",
     "restart postgres",
+    "restart stack",
     *(f"{n} {p}" for p in PROXIES for n in NETWORK),
 )
 RECOVERY_TIMEOUT = 120.0
@@ -209,6 +210,21 @@ async def apply(fault: Fault, h: Harness) -> None:
             await asyncio.sleep(fault.duration)
         finally:
             process.send_signal(signal.SIGCONT)
+    elif fault.kind == "restart stack":
+        # the whole system stopped the way an operator stops it (services first, then the
+        # broker and the database, each shut down cleanly) and started again in order
+        services = list(system.services.values())
+        for service in services:
+            await asyncio.to_thread(system.stop, service)
+        await asyncio.to_thread(infra.stop_kafka)
+        await asyncio.to_thread(infra.stop_postgres)
+        await asyncio.sleep(fault.duration / 2)
+        await asyncio.to_thread(infra.start_postgres)
+        await asyncio.to_thread(infra.start_kafka)
+        for service in services:
+            await asyncio.to_thread(system.start, service)
+        for service in services:
+            await asyncio.to_thread(system.wait_ready, service, 90)
     elif fault.kind == "restart kafka":
         await asyncio.to_thread(infra.kill_kafka)
         await asyncio.sleep(fault.duration / 2)

@@ -200,6 +200,11 @@ class FaultInfra:
         _wait_gone(pid)
         _wait_closed(self.stack.config.kafka_port, self.stack.config.kafka_controller_port)
 
+    def stop_kafka(self) -> None:
+        """A clean shutdown (SIGTERM, controlled shutdown, logs flushed)."""
+        assert self.kafka.stop(), "the suite's broker is not running"
+        _wait_closed(self.stack.config.kafka_port, self.stack.config.kafka_controller_port)
+
     def start_kafka(self) -> None:
         self.kafka.start(lambda _: None)
 
@@ -208,6 +213,11 @@ class FaultInfra:
         assert pid is not None and alive(pid, "postgres"), "the suite's PostgreSQL is not running"
         os.kill(pid, signal.SIGKILL)
         _wait_gone(pid)
+        _wait_closed(self.stack.config.pg_port)
+
+    def stop_postgres(self) -> None:
+        """A clean shutdown (``pg_ctl stop``: a checkpoint, no recovery at the next start)."""
+        assert self.stack.postgres.stop(), "the suite's PostgreSQL is not running"
         _wait_closed(self.stack.config.pg_port)
 
     def start_postgres(self) -> None:
