@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tenant_svc.members.importing import RowResult
+from tenant_svc.members.service import EMAIL_PATTERN, USER_ID_MAX, USER_ID_PATTERN
 from tenant_svc.models import Member
 
 MemberRole = Literal["tenant_admin", "user"]
@@ -17,6 +18,8 @@ _USER = "8d7f5a9c-2b1e-4c3d-9e8f-7a6b5c4d3e2f"
 class MemberIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
+        # the patterns mean what they mean to the checks of imported rows (Python's `re`)
+        regex_engine="python-re",
         json_schema_extra={
             "examples": [
                 {
@@ -30,9 +33,13 @@ class MemberIn(BaseModel):
     )
 
     user_id: str = Field(
-        min_length=1, max_length=200, description="The user's id at the identity provider."
+        min_length=1,
+        max_length=USER_ID_MAX,
+        pattern=USER_ID_PATTERN,
+        description="The user's id at the identity provider (printable ASCII, no spaces, as "
+        "OpenID Connect's `sub`).",
     )
-    email: str | None = Field(default=None, max_length=254)
+    email: str | None = Field(default=None, max_length=254, pattern=EMAIL_PATTERN)
     name: str | None = Field(default=None, max_length=200, description="Display name.")
     role: MemberRole = Field(default="user")
 

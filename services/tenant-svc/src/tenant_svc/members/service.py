@@ -17,8 +17,14 @@ from tenant_svc.publishing import EventSink
 
 Via = Literal["api", "invitation", "import"]
 MEMBER_ROLES = (Role.TENANT_ADMIN, Role.USER)
-EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+#: the rules the published schema states (``pattern``), checked here for what arrives another
+#: way (imported rows): an email address, and a user id as OpenID Connect defines ``sub`` —
+#: ASCII, here printable and without spaces
+EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
 USER_ID_MAX = 200
+USER_ID_PATTERN = rf"^[!-~]{{1,{USER_ID_MAX}}}$"
+EMAIL = re.compile(EMAIL_PATTERN)
+USER_ID = re.compile(USER_ID_PATTERN)
 NAME_MAX = 200
 
 
@@ -33,9 +39,9 @@ def normalise_email(email: str | None) -> str | None:
 
 def check_user_id(user_id: str) -> str:
     user_id = user_id.strip()
-    if not user_id or len(user_id) > USER_ID_MAX or not user_id.isprintable() or " " in user_id:
+    if not USER_ID.match(user_id):
         raise InvalidMember(
-            f"A user id is 1 to {USER_ID_MAX} printable characters without spaces.",
+            f"A user id is 1 to {USER_ID_MAX} printable ASCII characters without spaces.",
             field="user_id",
         )
     return user_id
