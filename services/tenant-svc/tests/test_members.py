@@ -89,10 +89,19 @@ class TestAdd:
         refused = problem(await add(kit, tenant, "u-1", email="not-an-email"), 422)
         assert [e["location"] for e in refused["errors"]] == ["body.email"]
         problem(await add(kit, tenant, "u-2", role="platform_admin"), 422)
-        for user_id in ("has space", "tab\there", "ünicode", " u-3"):
+        for user_id in ("has space", "tab\there", "ünicode", " u-3", "a/b", "50%", "a\\b", ".."):
             refused = problem(await add(kit, tenant, user_id), 422)
             assert [e["location"] for e in refused["errors"]] == ["body.user_id"], user_id
         assert await listed(kit, tenant) == []
+
+    async def test_identity_provider_ids_are_taken_and_named_by_their_path(self, kit: Any) -> None:
+        tenant = await kit.create_tenant("acme")
+        for user_id in ("auth0|42", "google-oauth2|1", "...", "a.b_c~d"):
+            assert (await add(kit, tenant, user_id)).status_code == 201, user_id
+            read = await kit.client.get(
+                f"/tenants/{tenant['id']}/members/{user_id}", headers=kit.tenant_admin(tenant["id"])
+            )
+            assert read.status_code == 200 and read.json()["user_id"] == user_id
 
     async def test_a_deleted_tenants_members_do_not_change(self, kit: Any) -> None:
         tenant = await kit.create_tenant("acme")

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tenant_svc.members.importing import RowResult
-from tenant_svc.members.service import EMAIL_PATTERN, USER_ID_MAX, USER_ID_PATTERN
+from tenant_svc.members.service import EMAIL_PATTERN, USER_ID_MAX, USER_ID_PATTERN, USER_ID_RULE
 from tenant_svc.models import Member
 
 MemberRole = Literal["tenant_admin", "user"]
@@ -36,8 +36,7 @@ class MemberIn(BaseModel):
         min_length=1,
         max_length=USER_ID_MAX,
         pattern=USER_ID_PATTERN,
-        description="The user's id at the identity provider (printable ASCII, no spaces, as "
-        "OpenID Connect's `sub`).",
+        description=f"The user's id at the identity provider ({USER_ID_RULE}).",
     )
     email: str | None = Field(default=None, max_length=254, pattern=EMAIL_PATTERN)
     name: str | None = Field(default=None, max_length=200, description="Display name.")

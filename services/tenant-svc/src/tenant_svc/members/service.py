@@ -18,11 +18,18 @@ from tenant_svc.publishing import EventSink
 Via = Literal["api", "invitation", "import"]
 MEMBER_ROLES = (Role.TENANT_ADMIN, Role.USER)
 #: the rules the published schema states (``pattern``), checked here for what arrives another
-#: way (imported rows): an email address, and a user id as OpenID Connect defines ``sub`` —
-#: ASCII, here printable and without spaces
+#: way (imported rows, accepted invitations): an email address, and a user id as OpenID Connect
+#: defines ``sub`` (ASCII) that a request path can name as it is: printable, without spaces,
+#: ``%``, ``/`` or ``\``, and not ``.`` or ``..`` (the gateway refuses those in paths)
 EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
 USER_ID_MAX = 200
-USER_ID_PATTERN = rf"^[!-~]{{1,{USER_ID_MAX}}}$"
+_ID_CHAR = r"[!-$&-.0-\[\]-~]"  # printable ASCII but space % / \
+_ID_CHAR_NOT_DOT = r"[!-$&-\-0-\[\]-~]"
+USER_ID_PATTERN = rf"^(?:{_ID_CHAR}*{_ID_CHAR_NOT_DOT}{_ID_CHAR}*|\.{{3,}})$"
+USER_ID_RULE = (
+    f"1 to {USER_ID_MAX} printable ASCII characters without spaces, `%`, `/` or `\\`, "
+    "and not `.` or `..`"
+)
 EMAIL = re.compile(EMAIL_PATTERN)
 USER_ID = re.compile(USER_ID_PATTERN)
 NAME_MAX = 200
@@ -39,9 +46,9 @@ def normalise_email(email: str | None) -> str | None:
 
 def check_user_id(user_id: str) -> str:
     user_id = user_id.strip()
-    if not USER_ID.match(user_id):
+    if len(user_id) > USER_ID_MAX or not USER_ID.match(user_id):
         raise InvalidMember(
-            f"A user id is 1 to {USER_ID_MAX} printable ASCII characters without spaces.",
+            f"A user id is {USER_ID_RULE}.",
             field="user_id",
         )
     return user_id
