@@ -94,6 +94,14 @@ class TestAdd:
             assert [e["location"] for e in refused["errors"]] == ["body.user_id"], user_id
         assert await listed(kit, tenant) == []
 
+    async def test_names_that_would_break_or_disguise_a_screen_are_422(self, kit: Any) -> None:
+        tenant = await kit.create_tenant("acme")
+        for name in ("Ada\u202eecalevoL", "Ada\u200bLovelace", "Ada\x07", "Ada\nLovelace"):
+            refused = problem(await add(kit, tenant, "u-1", name=name), 422)
+            assert [e["location"] for e in refused["errors"]] == ["body.name"], repr(name)
+        added = await add(kit, tenant, "u-1", name="  Ada \u00a0 Lovelace ")
+        assert added.status_code == 201 and added.json()["name"] == "Ada Lovelace"
+
     async def test_identity_provider_ids_are_taken_and_named_by_their_path(self, kit: Any) -> None:
         tenant = await kit.create_tenant("acme")
         for user_id in ("auth0|42", "google-oauth2|1", "...", "a.b_c~d"):

@@ -8,7 +8,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tenant_svc.members.importing import RowResult
-from tenant_svc.members.service import EMAIL_PATTERN, USER_ID_MAX, USER_ID_PATTERN, USER_ID_RULE
+from tenant_svc.members.service import (
+    EMAIL_PATTERN,
+    NAME_MAX,
+    NAME_PATTERN,
+    USER_ID_MAX,
+    USER_ID_PATTERN,
+    USER_ID_RULE,
+)
 from tenant_svc.models import Member
 
 MemberRole = Literal["tenant_admin", "user"]
@@ -39,7 +46,13 @@ class MemberIn(BaseModel):
         description=f"The user's id at the identity provider ({USER_ID_RULE}).",
     )
     email: str | None = Field(default=None, max_length=254, pattern=EMAIL_PATTERN)
-    name: str | None = Field(default=None, max_length=200, description="Display name.")
+    name: str | None = Field(
+        default=None,
+        max_length=NAME_MAX,
+        pattern=NAME_PATTERN,
+        description="Display name (no control, bidirectional or zero-width characters; runs of "
+        "whitespace are kept as one space).",
+    )
     role: MemberRole = Field(default="user")
 
 

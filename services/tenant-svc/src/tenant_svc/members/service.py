@@ -26,6 +26,13 @@ USER_ID_MAX = 200
 _ID_CHAR = r"[!-$&-.0-\[\]-~]"  # printable ASCII but space % / \
 _ID_CHAR_NOT_DOT = r"[!-$&-\-0-\[\]-~]"
 USER_ID_PATTERN = rf"^(?:{_ID_CHAR}*{_ID_CHAR_NOT_DOT}{_ID_CHAR}*|\.{{3,}})$"
+#: a display name holds no control characters (C0, DEL, C1), line or paragraph separators,
+#: bidirectional controls or zero-width characters: what would break or disguise it on screen
+NAME_PATTERN = (
+    r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2060-\u2064"
+    r"\u2066-\u2069\ufeff]*$"
+)
+NAME = re.compile(NAME_PATTERN)
 USER_ID_RULE = (
     f"1 to {USER_ID_MAX} printable ASCII characters without spaces, `%`, `/` or `\\`, "
     "and not `.` or `..`"
@@ -55,13 +62,18 @@ def check_user_id(user_id: str) -> str:
 
 
 def clean_name(name: str | None) -> str | None:
-    """A display name: trimmed, printable, at most ``NAME_MAX`` characters; None when blank."""
+    """A display name (``NAME_PATTERN``) trimmed, runs of whitespace as one space, at most
+    ``NAME_MAX`` characters; None when blank."""
     if name is None:
         return None
-    name = " ".join(name.split())
-    if len(name) > NAME_MAX or not name.isprintable():
-        raise InvalidMember(f"A name is at most {NAME_MAX} printable characters.", field="name")
-    return name or None
+    cleaned = " ".join(name.split())
+    if len(cleaned) > NAME_MAX or not NAME.match(name):
+        raise InvalidMember(
+            f"A name is at most {NAME_MAX} characters without control, bidirectional or "
+            "zero-width characters.",
+            field="name",
+        )
+    return cleaned or None
 
 
 def check_role(role: str) -> Role:
