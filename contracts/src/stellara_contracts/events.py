@@ -31,6 +31,7 @@ from stellara_contracts.envelope import (
     Timestamp,
     Uuid,
 )
+from stellara_contracts.patterns import METER_KEY_PATTERN
 
 _TENANT = "5b0c8f5e-6a53-4a0e-9a0e-2f1f3a0b6c11"
 _USER = "8d7f5a9c-2b1e-4c3d-9e8f-7a6b5c4d3e2f"
@@ -209,7 +210,7 @@ class UsageRecorded(EventData):
 
     metric: str = Field(
         strict=True,
-        pattern=r"^[a-z][a-z0-9_]{0,62}$",
+        pattern=METER_KEY_PATTERN,
         description="Meter key (from the meter catalogue).",
         examples=["api_calls"],
     )

@@ -67,6 +67,9 @@ class TestCreate:
             {"email": "not-an-address", "role": "user"},
             {"email": "ada@acme.example\r\nBcc: eve@evil.example", "role": "user"},
             {"email": "ada@acme.example", "role": "platform_admin"},
+            # a next-line control: whitespace to some regular-expression dialects, not to others
+            {"email": "ada\u0085@acme.example", "role": "user"},
+            {"email": f"{'a' * 65}@acme.example", "role": "user"},
         ]
 
         codes = [
@@ -78,7 +81,7 @@ class TestCreate:
             for body in bodies
         ]
 
-        assert codes == [422, 422, 422]
+        assert codes == [422] * 5
 
     async def test_inviting_to_an_unknown_or_deleted_tenant_is_refused(self, svc: Harness) -> None:
         deleted = await svc.create_tenant()

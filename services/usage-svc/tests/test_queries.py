@@ -422,6 +422,9 @@ BAD_QUERIES = [
     ("/daily", {"window": "week"}, "validation-error"),
     ("/daily", {"window": "hour", "from": "2026-01-01", "to": "2026-03-01"}, "invalid-query"),
     ("/trends", {"period": "90d"}, "validation-error"),
+    ("", {"metric": "Not a meter key"}, "validation-error"),
+    ("/daily", {"metric": ""}, "validation-error"),
+    ("/trends", {"metric": "api_calls\u00ad"}, "validation-error"),
 ]
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from stellara_contracts.patterns import METER_KEY_PATTERN
 from stellara_kit.settings import PLACEHOLDER_SECRETS, ServiceSettings
 
 SYMMETRIC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
@@ -173,7 +174,7 @@ class Settings(ServiceSettings):
     )
     metering_metric: str = Field(
         default="api_calls",
-        pattern=r"^[a-z][a-z0-9_]{0,62}$",
+        pattern=METER_KEY_PATTERN,
         description="Meter key of those events.",
     )
     metering_batch_size: int = Field(

@@ -11,12 +11,12 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from onboarding_svc.definitions import STEP_KEY_PATTERN
 from onboarding_svc.models import DeliveryState, Invitation, InvitationStatus, Step, StepStatus
 from onboarding_svc.service import WorkflowView
+from stellara_contracts.patterns import EMAIL_MAX_LENGTH, EMAIL_PATTERN
 
 _TENANT = "5b0c8f5e-6a53-4a0e-9a0e-2f1f3a0b6c11"
 _WORKFLOW = "a9b8c7d6-e5f4-4a3b-8c2d-1e0f9a8b7c6d"
 _INVITATION = "c2a1b0d9-8e7f-4a6b-9c5d-4e3f2a1b0c9d"
 _USER = "8d7f5a9c-2b1e-4c3d-9e8f-7a6b5c4d3e2f"
-EMAIL_PATTERN = r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$"
 
 
 class StepOut(BaseModel):
@@ -128,7 +128,9 @@ class InvitationIn(BaseModel):
         json_schema_extra={"examples": [{"email": "ada@acme.example", "role": "tenant_admin"}]}
     )
 
-    email: str = Field(max_length=254, pattern=EMAIL_PATTERN, examples=["ada@acme.example"])
+    email: str = Field(
+        max_length=EMAIL_MAX_LENGTH, pattern=EMAIL_PATTERN, examples=["ada@acme.example"]
+    )
     role: Literal["tenant_admin", "user"] = Field(
         default="user", description="The role the invited person gets.", examples=["tenant_admin"]
     )

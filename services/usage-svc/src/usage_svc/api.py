@@ -7,7 +7,9 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
+from pydantic import Field
 
+from stellara_contracts.patterns import METER_KEY_PATTERN
 from stellara_kit.auth import CurrentPrincipal
 from stellara_kit.problems import problem_responses
 from usage_svc import meter_admin, service
@@ -62,7 +64,7 @@ To = Annotated[
     ),
 ]
 Metrics = Annotated[
-    list[str] | None,
+    list[Annotated[str, Field(pattern=METER_KEY_PATTERN)]] | None,
     Query(
         alias="metric",
         description="Meter keys (repeat for several); default: all.",

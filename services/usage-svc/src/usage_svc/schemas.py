@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from stellara_contracts.envelope import PlainDecimal
 from stellara_contracts.events import LineItem
+from stellara_contracts.patterns import METER_KEY_PATTERN
 from usage_svc.meters import Aggregation, Meter
 
 _TENANT = "5b0c8f5e-6a53-4a0e-9a0e-2f1f3a0b6c11"
@@ -174,7 +175,7 @@ class MeterIn(BaseModel):
         },
     )
 
-    key: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$", examples=["unique_visitors"])
+    key: str = Field(pattern=METER_KEY_PATTERN, examples=["unique_visitors"])
     aggregation: Aggregation = Field(examples=["UNIQUE_COUNT"])
     unit: str = Field(min_length=1, max_length=50, examples=["visitors"])
     description: str = Field(default="", max_length=500, examples=["Distinct visitors."])

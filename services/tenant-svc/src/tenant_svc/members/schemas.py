@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stellara_contracts.patterns import EMAIL_MAX_LENGTH, EMAIL_PATTERN
 from tenant_svc.members.importing import RowResult
 from tenant_svc.members.service import (
-    EMAIL_PATTERN,
     NAME_MAX,
     NAME_PATTERN,
     USER_ID_MAX,
@@ -45,7 +45,7 @@ class MemberIn(BaseModel):
         pattern=USER_ID_PATTERN,
         description=f"The user's id at the identity provider ({USER_ID_RULE}).",
     )
-    email: str | None = Field(default=None, max_length=254, pattern=EMAIL_PATTERN)
+    email: str | None = Field(default=None, max_length=EMAIL_MAX_LENGTH, pattern=EMAIL_PATTERN)
     name: str | None = Field(
         default=None,
         max_length=NAME_MAX,

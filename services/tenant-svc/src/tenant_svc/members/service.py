@@ -10,6 +10,7 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stellara_contracts.events import MemberAdded, MemberRemoved, Role, TenantStatus
+from stellara_contracts.patterns import EMAIL_MAX_LENGTH, EMAIL_PATTERN
 from tenant_svc.errors import InvalidMember, LastAdmin, MemberExists, MemberNotFound, TenantDeleted
 from tenant_svc.members import repository
 from tenant_svc.models import Member, Tenant
@@ -17,36 +18,36 @@ from tenant_svc.publishing import EventSink
 
 Via = Literal["api", "invitation", "import"]
 MEMBER_ROLES = (Role.TENANT_ADMIN, Role.USER)
-#: the rules the published schema states (``pattern``), checked here for what arrives another
-#: way (imported rows, accepted invitations): an email address, and a user id as OpenID Connect
-#: defines ``sub`` (ASCII) that a request path can name as it is: printable, without spaces,
-#: ``%``, ``/`` or ``\``, and not ``.`` or ``..`` (the gateway refuses those in paths)
-EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
+# The rules the published schema states (``pattern``), checked here too for what arrives
+# another way (imported rows, accepted invitations). Email: ``stellara_contracts.patterns``.
+
+#: a user id as OpenID Connect defines ``sub`` (ASCII) that a request path can name as it is:
+#: printable, without spaces, ``%``, ``/`` or ``\``, and not ``.`` or ``..`` (paths refuse those)
 USER_ID_MAX = 200
 _ID_CHAR = r"[!-$&-.0-\[\]-~]"  # printable ASCII but space % / \
 _ID_CHAR_NOT_DOT = r"[!-$&-\-0-\[\]-~]"
 USER_ID_PATTERN = rf"^(?:{_ID_CHAR}*{_ID_CHAR_NOT_DOT}{_ID_CHAR}*|\.{{3,}})$"
-#: a display name holds no control characters (C0, DEL, C1), line or paragraph separators,
-#: bidirectional controls or zero-width characters: what would break or disguise it on screen
-NAME_PATTERN = (
-    r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2060-\u2064"
-    r"\u2066-\u2069\ufeff]*$"
-)
-NAME = re.compile(NAME_PATTERN)
 USER_ID_RULE = (
     f"1 to {USER_ID_MAX} printable ASCII characters without spaces, `%`, `/` or `\\`, "
     "and not `.` or `..`"
 )
+#: a display name holds no control characters (C0, DEL, C1), line or paragraph separators,
+#: bidirectional controls or zero-width characters: what would break or disguise it on screen
+NAME_MAX = 200
+NAME_PATTERN = (
+    r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2060-\u2064"
+    r"\u2066-\u2069\ufeff]*$"
+)
 EMAIL = re.compile(EMAIL_PATTERN)
 USER_ID = re.compile(USER_ID_PATTERN)
-NAME_MAX = 200
+NAME = re.compile(NAME_PATTERN)
 
 
 def normalise_email(email: str | None) -> str | None:
     if email is None:
         return None
     email = email.strip().lower()
-    if len(email) > 254 or not EMAIL.match(email):
+    if len(email) > EMAIL_MAX_LENGTH or not EMAIL.match(email):
         raise InvalidMember(f"{email!r} is not an email address.", field="email")
     return email
 
