@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from stellara_contracts import decode_event, new_event, topics
 from stellara_contracts.events import UsageRecorded
 from stellara_kit.logs import traceparent_var
-from stellara_kit.outbox import Outbox, OutboxRelay
+from stellara_kit.outbox import EventSink, Outbox, OutboxRelay
 from stellara_kit.testing import Infrastructure, consume, wait_for
 
 
@@ -188,3 +188,38 @@ class TestOutbox:
 
 async def _leaders(*relays: OutboxRelay) -> int:
     return sum(r.is_leader for r in relays)
+
+
+class TestEventSink:
+    async def test_payloads_are_added_in_their_envelope_from_the_service(self, kit_db: Any) -> None:
+        sink, tenant = EventSink(Outbox(kit_db.outbox), source="kit-svc"), uuid4()
+        payloads = [
+            UsageRecorded(
+                tenant_id=tenant, metric="api_calls", value=n, occurred_at=datetime.now(UTC)
+            )
+            for n in (1, 2)
+        ]
+        async with kit_db.database.transaction(tenant) as session:
+            events = await sink.publish(session, *payloads)
+        async with kit_db.database.system_transaction() as session:
+            rows = (
+                await session.execute(
+                    select(kit_db.outbox.c.event_id, kit_db.outbox.c.payload).order_by(
+                        kit_db.outbox.c.id
+                    )
+                )
+            ).all()
+        assert [row.event_id for row in rows] == [e.id for e in events]
+        decoded = [decode_event(topics.USAGE_RECORDED, row.payload) for row in rows]
+        assert [(e.source, e.data) for e in decoded] == [("kit-svc", p) for p in payloads]
+
+    async def test_an_enveloped_event_keeps_the_id_it_was_given(self, kit_db: Any) -> None:
+        sink, tenant, chosen = EventSink(Outbox(kit_db.outbox), source="kit-svc"), uuid4(), uuid4()
+        data = UsageRecorded(
+            tenant_id=tenant, metric="api_calls", value=1, occurred_at=datetime.now(UTC)
+        )
+        async with kit_db.database.transaction(tenant) as session:
+            await sink.add(session, sink.envelope(data, id=chosen))
+        async with kit_db.database.system_transaction() as session:
+            ids = list((await session.execute(select(kit_db.outbox.c.event_id))).scalars())
+        assert ids == [chosen]

@@ -3,7 +3,8 @@
 ``await inbox.claim(session, event.id)`` returns False when the event was
 handled before; the handler then does nothing. Because the id is written in
 the same transaction as the effect, a redelivered event changes nothing, and
-an event whose handling rolled back is handled again.
+an event whose handling rolled back is handled again. Services do not call it
+themselves: their event tables (``stellara_kit.handlers``) claim for them.
 """
 
 from __future__ import annotations

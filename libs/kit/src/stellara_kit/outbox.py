@@ -2,7 +2,9 @@
 
 A state change and the events it causes are written in one transaction:
 ``Outbox.add(session, event)`` inserts a row into ``outbox`` inside the
-caller's transaction. The relay publishes committed rows to Kafka with an
+caller's transaction. Services hold an :class:`EventSink` (the runtime's
+``sink``): ``await sink.publish(session, payload, ...)`` wraps payloads in
+their envelope, with the service as ``source``, and adds them so. The relay publishes committed rows to Kafka with an
 idempotent producer (``acks=all``), oldest first, and deletes them once Kafka
 acknowledged them. So an event is published if and only if its transaction
 committed — possibly twice after a crash, never lost. Every record follows
@@ -43,7 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stellara_contracts import CloudEvent, record_headers
+from stellara_contracts import CloudEvent, EventData, new_event, record_headers
 from stellara_kit.db import asyncpg_dsn
 from stellara_kit.logs import traceparent_var
 
@@ -117,6 +119,29 @@ class Outbox:
         ]
         if rows:
             await session.execute(insert(self.table), rows)
+
+
+class EventSink:
+    """How a service's events get into the outbox: wrapped in their envelope (``source`` =
+    the service) and added to the caller's transaction, never published directly."""
+
+    def __init__(self, outbox: Outbox, *, source: str) -> None:
+        self.outbox = outbox
+        self.source = source
+
+    def envelope(self, payload: EventData, **envelope: Any) -> CloudEvent:
+        """``payload`` in its envelope from this service (``id=`` to choose the event id)."""
+        return new_event(payload, source=self.source, **envelope)
+
+    async def add(self, session: AsyncSession, *events: CloudEvent) -> None:
+        """Add events already in their envelope (see :meth:`envelope`)."""
+        await self.outbox.add_all(session, events)
+
+    async def publish(self, session: AsyncSession, *payloads: EventData) -> list[CloudEvent]:
+        """Wrap each payload in a fresh envelope and add it; the events, in order."""
+        events = [self.envelope(payload) for payload in payloads]
+        await self.outbox.add_all(session, events)
+        return events
 
 
 def advisory_lock_key(name: str) -> int:

@@ -1,7 +1,8 @@
 """What every service process runs: database, broker, outbox relay, subscribers, HTTP app.
 
 A service's ``main.create_app(settings)`` builds one :class:`ServiceRuntime`,
-registers its subscribers on it and asks it for the FastAPI app; the app's
+registers its subscribers on it (an event table per topic, see
+:mod:`stellara_kit.handlers`; its events leave through ``runtime.sink``) and asks it for the FastAPI app; the app's
 lifespan starts the broker, the relay and any background tasks, and stops
 them in reverse order.
 """
@@ -23,10 +24,11 @@ from sqlalchemy import Table
 from stellara_kit.auth import internal_verifier
 from stellara_kit.consumer import ConsumerMetrics, EventHandler, RetryPolicy, subscribe_events
 from stellara_kit.db import Database
+from stellara_kit.handlers import EventTable, check_table, table_handler
 from stellara_kit.inbox import Inbox
 from stellara_kit.logs import configure_logging
 from stellara_kit.observability import install_observability
-from stellara_kit.outbox import Outbox, OutboxRelay
+from stellara_kit.outbox import EventSink, Outbox, OutboxRelay
 from stellara_kit.paths import PathGuardMiddleware, document_path_rules
 from stellara_kit.problems import document_problems, install_problem_handlers, refine_openapi
 from stellara_kit.settings import ServiceSettings
@@ -72,6 +74,12 @@ class ServiceRuntime:
             if outbox_table is not None
             else None
         )
+        #: how the service's events get into the outbox (source = the service)
+        self.sink = (
+            EventSink(self.outbox, source=settings.service_name)
+            if self.outbox is not None
+            else None
+        )
         self.inbox = (
             Inbox(inbox_table, consumer=settings.group_id) if inbox_table is not None else None
         )
@@ -108,6 +116,20 @@ class ServiceRuntime:
             metrics=self.consumer_metrics,
             **options,
         )
+
+    def subscribe_table(
+        self, logical_topic: str, table: EventTable, **options: Any
+    ) -> EventHandler:
+        """Consume ``logical_topic`` by its event table: each type the table names is
+        handled once (inbox) in its tenant's transaction; other types are skipped.
+
+        Returns the handler the subscriber calls (tests may hand it events directly).
+        """
+        assert self.db is not None and self.inbox is not None, "an event table needs the inbox"
+        check_table(logical_topic, table)
+        handler = table_handler(self.db, self.inbox, table)
+        self.subscribe(logical_topic, handler, **options)
+        return handler
 
     def add_background(self, task: BackgroundTask) -> None:
         """A long-running task started with the app and cancelled at shutdown."""

@@ -43,18 +43,17 @@ from onboarding_svc.errors import (
     InvitationTokenUsed,
 )
 from onboarding_svc.models import DeliveryState, Invitation, InvitationStatus
-from onboarding_svc.service import Onboarding, utcnow
-from stellara_contracts import new_event
-from stellara_contracts.envelope import EventData
+from onboarding_svc.service import SYSTEM_ACTOR, Onboarding, utcnow
 from stellara_contracts.events import (
     InvitationAccepted,
     InvitationExpired,
     InvitationSent,
     Role,
+    TenantDeletedEvent,
 )
 from stellara_kit.auth import Principal
 from stellara_kit.bounds import supported_instant
-from stellara_kit.outbox import Outbox
+from stellara_kit.outbox import EventSink
 
 TOKEN_BYTES = 32
 
@@ -131,26 +130,21 @@ class Invitations:
     def __init__(
         self,
         *,
-        outbox: Outbox,
+        sink: EventSink,
         onboarding: Onboarding,
-        source: str,
         ttl: timedelta,
         max_attempts: int,
         backoff_seconds: float,
         max_backoff_seconds: float,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        self.outbox = outbox
+        self.sink = sink
         self.onboarding = onboarding
-        self.source = source
         self.ttl = ttl
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
         self.clock = clock
-
-    async def _publish(self, session: AsyncSession, data: EventData) -> None:
-        await self.outbox.add(session, new_event(data, source=self.source))
 
     # ------------------------------------------------------------------ management
     async def create(
@@ -243,6 +237,12 @@ class Invitations:
     async def revoke_all_open(self, session: AsyncSession, tenant_id: UUID, *, by: str) -> int:
         return await repo.revoke_open_invitations(session, tenant_id, now=self.clock(), by=by)
 
+    async def tenant_deleted(self, session: AsyncSession, event: TenantDeletedEvent) -> None:
+        """The tenant is gone: its copy says so, its onboarding is cancelled
+        (``Onboarding.apply_tenant_event``) and its open invitations are revoked."""
+        await self.onboarding.apply_tenant_event(session, event)
+        await self.revoke_all_open(session, event.data.tenant_id, by=SYSTEM_ACTOR)
+
     async def _locked(
         self, session: AsyncSession, tenant_id: UUID, invitation_id: UUID
     ) -> Invitation:
@@ -293,7 +293,7 @@ class Invitations:
         invitation.status = InvitationStatus.ACCEPTED
         invitation.accepted_at, invitation.accepted_by = now, user_id
         await session.flush()
-        await self._publish(
+        await self.sink.publish(
             session,
             InvitationAccepted(
                 tenant_id=invitation.tenant_id,
@@ -355,7 +355,7 @@ class Invitations:
             # revoked or expired while the mail was on its way: it went out (and its link no
             # longer works), but nothing is announced for a closed invitation
             if still_open:
-                await self._publish(
+                await self.sink.publish(
                     session,
                     InvitationSent(
                         tenant_id=invitation.tenant_id,
@@ -390,7 +390,7 @@ class Invitations:
             invitation.status = InvitationStatus.EXPIRED
             invitation.expired_at = now
             invitation.next_delivery_at = None
-            await self._publish(
+            await self.sink.publish(
                 session,
                 InvitationExpired(
                     tenant_id=invitation.tenant_id,

@@ -21,17 +21,15 @@ def create_app(settings: Settings | None = None, *, mailer: Mailer | None = None
     settings = settings or Settings()
     catalogue = load_catalogue(settings.workflows_file)  # a bad file stops start-up, saying why
     runtime = ServiceRuntime(settings, outbox_table=models.outbox, inbox_table=models.inbox)
-    assert runtime.db is not None and runtime.outbox is not None
+    assert runtime.db is not None and runtime.sink is not None
     onboarding = Onboarding(
-        outbox=runtime.outbox,
+        sink=runtime.sink,
         catalogue=catalogue,
-        source=settings.service_name,
         auto_start=settings.auto_start_onboarding,
     )
     invitations = Invitations(
-        outbox=runtime.outbox,
+        sink=runtime.sink,
         onboarding=onboarding,
-        source=settings.service_name,
         ttl=timedelta(hours=settings.invitation_ttl_hours),
         max_attempts=settings.sender_max_attempts,
         backoff_seconds=settings.sender_backoff_seconds,
@@ -39,8 +37,7 @@ def create_app(settings: Settings | None = None, *, mailer: Mailer | None = None
     )
     sender = InvitationSender(runtime.db, invitations, mailer or SmtpMailer(settings), settings)
     sweeper = ExpirySweeper(runtime.db, invitations, settings)
-    tenant_events = events.TenantEventHandler(runtime, onboarding, invitations)
-    events.register(runtime, tenant_events)
+    tenant_events = events.register(runtime, onboarding, invitations)
     runtime.add_background(sender.run)
     runtime.add_background(sweeper.run)
 

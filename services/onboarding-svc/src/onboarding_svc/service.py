@@ -35,8 +35,7 @@ from onboarding_svc.errors import (
     UnknownStep,
 )
 from onboarding_svc.models import Step, StepStatus, Tenant, Workflow, WorkflowStatus
-from stellara_contracts import CloudEvent, new_event
-from stellara_contracts.envelope import EventData
+from stellara_contracts import CloudEvent
 from stellara_contracts.events import (
     OnboardingCompleted,
     OnboardingStarted,
@@ -49,7 +48,7 @@ from stellara_contracts.events import (
     TenantSuspended,
     TenantUpdated,
 )
-from stellara_kit.outbox import Outbox
+from stellara_kit.outbox import EventSink
 
 FINISHED_STEP = frozenset({StepStatus.DONE, StepStatus.SKIPPED})
 SYSTEM_ACTOR = "system"
@@ -102,22 +101,15 @@ class Onboarding:
     def __init__(
         self,
         *,
-        outbox: Outbox,
+        sink: EventSink,
         catalogue: WorkflowCatalogue,
-        source: str,
         auto_start: bool = True,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        self.outbox = outbox
+        self.sink = sink
         self.catalogue = catalogue
-        self.source = source
         self.auto_start = auto_start
         self.clock = clock
-
-    async def _publish(self, session: AsyncSession, data: EventData) -> CloudEvent:
-        event = new_event(data, source=self.source)
-        await self.outbox.add(session, event)
-        return event
 
     # ------------------------------------------------------------------ tenants
     async def apply_tenant_event(self, session: AsyncSession, event: CloudEvent) -> None:
@@ -228,7 +220,7 @@ class Onboarding:
             for position, step in enumerate(definition.steps)
         ]
         await repo.add(session, *steps)
-        await self._publish(
+        await self.sink.publish(
             session,
             OnboardingStarted(
                 tenant_id=tenant.tenant_id,
@@ -366,7 +358,7 @@ class Onboarding:
         step.completed_at, step.completed_by = now, by
         if payload is not None:
             step.payload = payload
-        await self._publish(
+        await self.sink.publish(
             session,
             OnboardingStepCompleted(
                 tenant_id=view.workflow.tenant_id,
@@ -404,7 +396,7 @@ class Onboarding:
                     step.completed_at = now
             view.workflow.status = WorkflowStatus.COMPLETED
             view.workflow.completed_at = now
-            await self._publish(
+            await self.sink.publish(
                 session,
                 OnboardingCompleted(
                     tenant_id=view.workflow.tenant_id,

@@ -14,12 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stellara_kit.auth import Principal
 from stellara_kit.bounds import INT32_MAX, bounded_int
 from stellara_kit.db import Database, set_tenant
+from stellara_kit.outbox import EventSink
 from stellara_kit.problems import InsufficientScope
 from tenant_svc.config.catalogue import ConfigCatalogue
 from tenant_svc.errors import TenantNotFound
 from tenant_svc.idempotency import IdempotencyStore, idempotent
 from tenant_svc.models import Tenant
-from tenant_svc.publishing import EventSink
 from tenant_svc.settings import Settings
 from tenant_svc.tenants import repository as tenants_repo
 

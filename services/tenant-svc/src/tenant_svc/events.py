@@ -1,20 +1,17 @@
-"""tenant-svc Kafka subscribers (thin: decode, open the transaction, claim, react).
+"""tenant-svc's event tables: which reaction (``reactions.py``) each consumed type gets.
 
-Consumes ``onboarding.events`` (OnboardingCompleted → activate a pending
-tenant; InvitationAccepted → add the member) and ``usage.alerts``
-(QuotaExceeded → the tenant's quota policy). Other types, and types this
-version does not know, are skipped. Each handled event is claimed in the
-inbox in the transaction of its effect, so a redelivery changes nothing.
+``onboarding.events``: OnboardingCompleted → activate a pending tenant;
+InvitationAccepted → add the member. ``usage.alerts``: QuotaExceeded → the
+tenant's quota policy. Kit skips the types a table does not name and claims
+each handled event in the inbox in the transaction of its effect, so a
+redelivery changes nothing (``stellara_kit.handlers``).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable
+from functools import partial
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from stellara_contracts import CloudEvent, topics
+from stellara_contracts import topics
 from stellara_contracts.events import (
     InvitationAcceptedEvent,
     OnboardingCompletedEvent,
@@ -24,43 +21,24 @@ from stellara_kit.runtime import ServiceRuntime
 from tenant_svc import reactions
 from tenant_svc.deps import Tenancy
 
-log = logging.getLogger(__name__)
-
-Reaction = Callable[[AsyncSession, CloudEvent], Awaitable[str]]
-
 
 def register(runtime: ServiceRuntime, tenancy: Tenancy) -> None:
-    """Subscribe this service's handlers on the runtime's broker."""
-    inbox = runtime.inbox
-    assert inbox is not None
-
-    async def react(event: CloudEvent, reaction: Reaction) -> None:
-        tenant_id = event.data.tenant_id
-        async with tenancy.db.transaction(tenant_id) as session:
-            if not await inbox.claim(session, event.id):
-                log.info("event %s (%s) was handled before", event.id, event.type)
-                return
-            await reaction(session, event)
-
-    async def on_onboarding_event(event: CloudEvent) -> None:
-        """Onboarding completed → activate; invitation accepted → add the member."""
-        if isinstance(event, OnboardingCompletedEvent):
-            await react(
-                event,
-                lambda s, e: reactions.onboarding_completed(s, tenancy.sink, tenancy.settings, e),
-            )
-        elif isinstance(event, InvitationAcceptedEvent):
-            await react(event, lambda s, e: reactions.invitation_accepted(s, tenancy.sink, e))
-
-    async def on_usage_alert(event: CloudEvent) -> None:
-        """Quota exceeded → suspend when the tenant's configuration says so."""
-        if isinstance(event, QuotaExceededEvent):
-            await react(
-                event,
-                lambda s, e: reactions.quota_exceeded(
-                    s, tenancy.sink, tenancy.settings, tenancy.catalogue, e
-                ),
-            )
-
-    runtime.subscribe(topics.ONBOARDING_EVENTS, on_onboarding_event)
-    runtime.subscribe(topics.USAGE_ALERTS, on_usage_alert)
+    """Subscribe this service's event tables on the runtime's broker."""
+    sink, settings = tenancy.sink, tenancy.settings
+    runtime.subscribe_table(
+        topics.ONBOARDING_EVENTS,
+        {
+            OnboardingCompletedEvent: partial(
+                reactions.onboarding_completed, sink=sink, settings=settings
+            ),
+            InvitationAcceptedEvent: partial(reactions.invitation_accepted, sink=sink),
+        },
+    )
+    runtime.subscribe_table(
+        topics.USAGE_ALERTS,
+        {
+            QuotaExceededEvent: partial(
+                reactions.quota_exceeded, sink=sink, settings=settings, catalogue=tenancy.catalogue
+            ),
+        },
+    )

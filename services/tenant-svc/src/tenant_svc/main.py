@@ -20,7 +20,6 @@ from tenant_svc.config.catalogue import ConfigCatalogue
 from tenant_svc.deps import Tenancy
 from tenant_svc.errors import install_domain_error_handler
 from tenant_svc.idempotency import IdempotencyStore, document_replays
-from tenant_svc.publishing import EventSink
 from tenant_svc.settings import Settings
 from tenant_svc.tenants.service import ensure_default_tenant
 
@@ -47,11 +46,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     catalogue = ConfigCatalogue.from_settings(settings)
     runtime = ServiceRuntime(settings, outbox_table=models.outbox, inbox_table=models.inbox)
-    assert runtime.db is not None and runtime.outbox is not None
+    assert runtime.db is not None and runtime.sink is not None
     tenancy = Tenancy(
         settings=settings,
         db=runtime.db,
-        sink=EventSink(runtime.outbox, source=settings.service_name),
+        sink=runtime.sink,
         catalogue=catalogue,
         idempotency=IdempotencyStore(
             retention=timedelta(hours=settings.idempotency_retention_hours)

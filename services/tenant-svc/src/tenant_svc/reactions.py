@@ -1,6 +1,7 @@
 """What tenant-svc does when other services report something about a tenant.
 
-Each reaction runs in the transaction that claimed the event in the inbox,
+Each reaction is ``reaction(session, event, *, parts…)``, named in the event
+table of ``events.py``; it runs in the transaction that claimed the event in the inbox,
 and records what it did in ``tenant_received_events`` (visible at
 ``GET /tenants/{id}/received-events``) — also when it did nothing.
 """
@@ -11,7 +12,6 @@ import logging
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stellara_contracts import CloudEvent
@@ -21,12 +21,11 @@ from stellara_contracts.events import (
     QuotaExceeded,
     TenantStatus,
 )
+from stellara_kit.outbox import EventSink
 from tenant_svc.config import service as config_service
 from tenant_svc.config.catalogue import ConfigCatalogue
 from tenant_svc.errors import ConfigKeyNotFound, DomainError
 from tenant_svc.members import service as members_service
-from tenant_svc.models import ReceivedEvent
-from tenant_svc.publishing import EventSink
 from tenant_svc.settings import Settings
 from tenant_svc.tenants import repository as tenants_repo
 from tenant_svc.tenants import service as tenants_service
@@ -37,22 +36,19 @@ log = logging.getLogger(__name__)
 async def record(
     session: AsyncSession, event: CloudEvent, tenant_id: UUID, outcome: str, **detail: Any
 ) -> None:
-    await session.execute(
-        insert(ReceivedEvent)
-        .values(
-            tenant_id=tenant_id,
-            event_id=event.id,
-            type=event.type,
-            outcome=outcome,
-            detail=detail,
-        )
-        .on_conflict_do_nothing()
+    await tenants_repo.record_received_event(
+        session,
+        tenant_id=tenant_id,
+        event_id=event.id,
+        type=event.type,
+        outcome=outcome,
+        detail=detail,
     )
     log.info("%s for tenant %s: %s %s", event.type, tenant_id, outcome, detail or "")
 
 
 async def onboarding_completed(
-    session: AsyncSession, sink: EventSink, settings: Settings, event: CloudEvent
+    session: AsyncSession, event: CloudEvent, *, sink: EventSink, settings: Settings
 ) -> str:
     """Auto-activation: a ``pending`` tenant becomes active; any other status is left alone."""
     data: OnboardingCompleted = event.data
@@ -68,7 +64,7 @@ async def onboarding_completed(
     return outcome
 
 
-async def invitation_accepted(session: AsyncSession, sink: EventSink, event: CloudEvent) -> str:
+async def invitation_accepted(session: AsyncSession, event: CloudEvent, *, sink: EventSink) -> str:
     """The invited user becomes a member with the invited role."""
     data: InvitationAccepted = event.data
     tenant = await tenants_repo.get(session, data.tenant_id, lock="share")
@@ -101,10 +97,11 @@ async def _hard_limit_action(
 
 async def quota_exceeded(
     session: AsyncSession,
+    event: CloudEvent,
+    *,
     sink: EventSink,
     settings: Settings,
     catalogue: ConfigCatalogue,
-    event: CloudEvent,
 ) -> str:
     """Suspend the tenant when its ``billing.hard_limit_action`` says so (hard limits only)."""
     data: QuotaExceeded = event.data

@@ -17,7 +17,6 @@ import logging
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
-from stellara_contracts import new_event
 from stellara_contracts.events import BillingPeriodClosed, TenantSnapshot
 from stellara_kit.runtime import ServiceRuntime
 from stellara_kit.tenant_directory import TenantDirectory
@@ -89,8 +88,8 @@ class BillingPeriodCloser:
 
     async def close_tenant_period(self, tenant: TenantSnapshot, period: Period) -> bool:
         """Rate and record one tenant's period; False when it was closed already."""
-        db, outbox = self.runtime.db, self.runtime.outbox
-        assert db is not None and outbox is not None
+        db, sink = self.runtime.db, self.runtime.sink
+        assert db is not None and sink is not None
         plan = self.settings.plans.get(tenant.plan)
         if plan is None:
             log.warning(
@@ -105,7 +104,7 @@ class BillingPeriodCloser:
                 session, tenant.tenant_id, period, catalogue=self.meters
             )
             rating = rate(plan, quantities)
-            event = new_event(
+            event = sink.envelope(
                 BillingPeriodClosed(
                     tenant_id=tenant.tenant_id,
                     plan=plan.key,
@@ -116,7 +115,6 @@ class BillingPeriodCloser:
                     line_items=rating.line_items,
                     total=rating.total,
                 ),
-                source=self.settings.service_name,
                 id=uuid4(),
             )
             recorded = await repository.record_billing_period(
@@ -132,7 +130,7 @@ class BillingPeriodCloser:
                 event_id=event.id,
             )
             if recorded:
-                await outbox.add(session, event)
+                await sink.add(session, event)
         return recorded
 
 

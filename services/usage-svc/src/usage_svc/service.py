@@ -1,4 +1,5 @@
-"""Usage queries: summaries, series in a time zone, trends, and the figures of a period.
+"""Usage queries: summaries, series in a time zone, trends, and the figures of a period;
+and the ``active_users`` measurement of membership changes.
 
 Everything here reads folded hourly figures (never raw events). A range is
 resolved to whole UTC hours; a local day is the hours from one local midnight
@@ -13,17 +14,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
-from uuid import UUID
+from uuid import UUID, uuid5
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stellara_contracts.events import MemberAddedEvent, MemberRemovedEvent, UsageRecorded
 from stellara_kit.bounds import SUPPORTED_DATES, supported_date, supported_instant
+from stellara_kit.outbox import EventSink
 from usage_svc import repository
 from usage_svc.errors import InvalidQuery
 from usage_svc.meter_catalogue import MeterCatalogue
 from usage_svc.meters import Aggregation, Meter, Totals, fallback_meter
 from usage_svc.plans import Period, Plan, Rating, period_of, rate
+from usage_svc.settings import Settings
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -434,3 +438,51 @@ async def invoice_preview(
     period = period_of(plan, now)
     quantities = await period_quantities(session, tenant_id, period, catalogue=catalogue)
     return period, rate(plan, quantities)
+
+
+# --------------------------------------------------------------------- active users
+ACTIVE_USERS = "active_users"
+#: namespace of the ids of the active_users measurements derived from membership events
+ACTIVE_USERS_NAMESPACE = UUID("6f1d3c2e-8a4b-4f5e-9c7d-2b1a0e9f8d7c")
+
+
+async def record_membership_change(
+    session: AsyncSession,
+    event: MemberAddedEvent | MemberRemovedEvent,
+    *,
+    sink: EventSink,
+    settings: Settings,
+) -> None:
+    """A membership change becomes an ``active_users`` measurement: the member count after
+    it, recorded as a UsageRecorded event through the outbox so it takes the same road
+    (dedup, aggregates, quotas) as every other measurement. Its id derives from the
+    membership event's id, so even a replayed membership event counts once; a change that
+    changes nothing (a role change, a member removed twice) is no measurement."""
+    tenant_id = event.data.tenant_id
+    if isinstance(event, MemberAddedEvent):
+        changed = await repository.add_member(
+            session, tenant_id, event.data.user_id, str(event.data.role)
+        )
+    else:
+        changed = await repository.remove_member(session, tenant_id, event.data.user_id)
+    if not changed:
+        return
+    members = await repository.count_members(session, tenant_id)
+    measurement = UsageRecorded(
+        tenant_id=tenant_id,
+        metric=ACTIVE_USERS,
+        value=members,
+        occurred_at=_measured_at(event.time, settings),
+        properties={"cause": event.type.rsplit(".", 2)[-2]},
+    )
+    await sink.add(
+        session, sink.envelope(measurement, id=uuid5(ACTIVE_USERS_NAMESPACE, str(event.id)))
+    )
+
+
+def _measured_at(happened: datetime, settings: Settings) -> datetime:
+    """When the member count changed; a membership event replayed from long ago (a new
+    deployment reading history) is measured now, inside the deduplication window."""
+    now = datetime.now(UTC)
+    oldest = now - timedelta(days=settings.dedup_window_days) + timedelta(hours=1)
+    return happened if oldest <= happened <= now else now

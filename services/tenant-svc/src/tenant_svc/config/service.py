@@ -23,6 +23,7 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stellara_contracts.events import ConfigChange, TenantConfigChanged, TenantStatus
+from stellara_kit.outbox import EventSink
 from tenant_svc.config import repository
 from tenant_svc.config.catalogue import ConfigCatalogue, ConfigKey, key_problem
 from tenant_svc.errors import (
@@ -33,7 +34,6 @@ from tenant_svc.errors import (
     VersionMismatch,
 )
 from tenant_svc.models import ConfigHistory, Tenant
-from tenant_svc.publishing import EventSink
 
 Source = Literal["tenant", "default"]
 

@@ -21,11 +21,11 @@ from typing import Any, Literal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stellara_contracts.events import MemberAdded, Role, TenantStatus
+from stellara_kit.outbox import EventSink
 from tenant_svc.errors import InvalidMember, TenantDeleted
 from tenant_svc.members import repository
 from tenant_svc.members.service import check_role, check_user_id, clean_name, normalise_email
 from tenant_svc.models import Tenant
-from tenant_svc.publishing import EventSink
 
 Outcome = Literal["created", "skipped", "invalid"]
 

@@ -11,10 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stellara_contracts.events import MemberAdded, MemberRemoved, Role, TenantStatus
 from stellara_contracts.patterns import EMAIL_MAX_LENGTH, EMAIL_PATTERN
+from stellara_kit.outbox import EventSink
 from tenant_svc.errors import InvalidMember, LastAdmin, MemberExists, MemberNotFound, TenantDeleted
 from tenant_svc.members import repository
 from tenant_svc.models import Member, Tenant
-from tenant_svc.publishing import EventSink
 
 Via = Literal["api", "invitation", "import"]
 MEMBER_ROLES = (Role.TENANT_ADMIN, Role.USER)

@@ -76,6 +76,23 @@ async def count(session: AsyncSession) -> int:
     return int((await session.execute(select(func.count()).select_from(Tenant))).scalar_one())
 
 
+async def record_received_event(
+    session: AsyncSession,
+    *,
+    tenant_id: UUID,
+    event_id: UUID,
+    type: str,
+    outcome: str,
+    detail: dict[str, Any],
+) -> None:
+    """Remember what the service did with another service's event (once per event)."""
+    await session.execute(
+        insert(ReceivedEvent)
+        .values(tenant_id=tenant_id, event_id=event_id, type=type, outcome=outcome, detail=detail)
+        .on_conflict_do_nothing()
+    )
+
+
 async def received_events(
     session: AsyncSession, tenant_id: UUID, *, before: tuple[datetime, UUID] | None, limit: int
 ) -> list[ReceivedEvent]:

@@ -25,6 +25,7 @@ from stellara_contracts.events import (
     TenantSuspended,
     TenantUpdated,
 )
+from stellara_kit.outbox import EventSink
 from tenant_svc.errors import (
     InvalidTenantInput,
     InvalidTransition,
@@ -36,7 +37,6 @@ from tenant_svc.errors import (
     TenantDeleted as TenantIsDeleted,
 )
 from tenant_svc.models import Tenant
-from tenant_svc.publishing import EventSink
 from tenant_svc.settings import SLUG_PATTERN, Settings
 from tenant_svc.tenants import repository
 
