@@ -14,7 +14,7 @@ from stellara_kit.migrations import upgrade_async
 from stellara_kit.testing import Infrastructure, TestDatabase, running_app
 from stellara_kit.testing.infra import create_test_database, drop_test_database
 from stellara_kit.testing.plugin import fresh_topics
-from usage_svc.ingest.consumer import IngestFaults
+from usage_svc.ingest.batch import IngestFaults
 from usage_svc.main import create_app
 from usage_svc.migrate import MIGRATIONS
 from usage_svc.settings import Settings

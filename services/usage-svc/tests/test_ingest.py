@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from stellara_contracts import topics
 from stellara_kit.db import asyncpg_dsn
 from stellara_kit.testing import TestDatabase, consume, running_app, wait_for
-from usage_svc.ingest.consumer import IngestFaults, PreparedBatch
+from usage_svc.ingest.batch import IngestFaults, PreparedBatch
 from usage_svc.main import create_app
 from usage_svc.settings import Settings
 from usage_svc.testing import (

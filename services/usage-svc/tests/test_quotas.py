@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from stellara_contracts import CloudEvent
 from stellara_contracts.events import QuotaExceededEvent, UsageThresholdReachedEvent
 from stellara_kit.testing import TestDatabase, running_app, wait_for
-from usage_svc.ingest.consumer import IngestFaults
+from usage_svc.ingest.batch import IngestFaults
 from usage_svc.main import create_app
 from usage_svc.plans import month_of
 from usage_svc.settings import Settings

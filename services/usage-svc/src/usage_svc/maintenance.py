@@ -15,9 +15,9 @@ import asyncio
 import logging
 from datetime import UTC, date, datetime, timedelta
 
+from stellara_kit.db import asyncpg_connection
 from stellara_kit.runtime import ServiceRuntime
 from usage_svc.ingest import repository as ingest_repo
-from usage_svc.ingest.consumer import asyncpg_connection
 from usage_svc.settings import Settings
 
 log = logging.getLogger(__name__)

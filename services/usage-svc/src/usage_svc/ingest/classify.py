@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Final, NamedTuple
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import orjson
@@ -13,6 +13,7 @@ from stellara_contracts import UNKNOWN_TYPE
 from stellara_contracts.events import TenantSnapshot, TenantStatus
 from stellara_kit.tenant_directory import TenantDirectory
 from usage_svc.ingest.decoding import VALUE_OUT_OF_RANGE, ParsedUsage
+from usage_svc.ingest.repository import StagedRow
 from usage_svc.meter_catalogue import MeterCatalogue
 from usage_svc.meters import Aggregation
 from usage_svc.plans import Plan
@@ -42,52 +43,6 @@ REASONS = (
     MISSING_PROPERTY,
     DATABASE_REJECTED,
 )
-
-
-#: A row of the staging table, in the COPY column order of ``STAGING_COLUMNS``:
-#: (tenant_id, event_id, metric, value, occurred_at, source, properties, tracked,
-#: unique_value), ids as canonical text, properties as JSON text. A plain tuple of
-#: strings, floats, datetimes and booleans on purpose: the garbage collector stops
-#: tracking such tuples, so batches of tens of thousands of rows do not make it scan
-#: the heap over and over (a NamedTuple, or a UUID object inside, would).
-StagedRow = tuple[str, str, str, float, datetime, str, str | None, bool, str | None]
-
-STAGING_COLUMNS = (
-    "tenant_id",
-    "event_id",
-    "metric",
-    "value",
-    "occurred_at",
-    "source",
-    "properties",
-    "tracked",
-    "unique_value",
-)
-
-
-class StagedFields(NamedTuple):
-    """A StagedRow with named, typed fields (for tests and tools; the hot path keeps tuples)."""
-
-    tenant_id: UUID
-    event_id: UUID
-    metric: str
-    value: float
-    occurred_at: datetime
-    source: str
-    properties: str | None
-    tracked: bool
-    unique_value: str | None
-
-    @classmethod
-    def of(cls, row: StagedRow) -> StagedFields:
-        return cls(UUID(row[0]), UUID(row[1]), *row[2:])
-
-
-#: positions in a StagedRow
-ROW_TENANT: Final = 0
-ROW_EVENT: Final = 1
-ROW_METRIC: Final = 2
-ROW_OCCURRED_AT: Final = 4
 
 
 def deleted_since(tenant: TenantSnapshot) -> datetime | None:
@@ -187,6 +142,7 @@ class UsageClassifier:
             if len(self._tenant_text) >= 100_000:
                 self._tenant_text.clear()
             tenant_text = self._tenant_text[event.tenant_id] = str(event.tenant_id)
+        # the staging table's row, as ``repository.StagedRow`` lays it out
         return (
             tenant_text,
             event.event_id,

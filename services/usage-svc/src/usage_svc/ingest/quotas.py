@@ -5,19 +5,28 @@ batch changed. Each crossing becomes a row keyed (tenant, metric, period,
 threshold) inserted with ``ON CONFLICT DO NOTHING`` in the batch's
 transaction, and its alert joins the outbox only when the row is new: so an
 alert is published once per key, whatever the redelivery or replica count.
+
+``QuotaAlerts`` is the whole of it for the ingester: ``raise_alerts`` inside the
+batch's transaction, ``committed`` once that transaction has committed (only then
+may a key be skipped next time).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from uuid import UUID, uuid4
+
+import asyncpg
+from prometheus_client import Counter
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from stellara_contracts import CloudEvent, new_event
 from stellara_contracts.events import QuotaExceeded, UsageThresholdReached
+from stellara_kit.outbox import Outbox
 from stellara_kit.tenant_directory import TenantDirectory
-from usage_svc.ingest.repository import PeriodTotals, ThresholdRow
+from usage_svc.ingest.repository import PeriodTotals, ThresholdRow, record_thresholds, unique_counts
 from usage_svc.meter_catalogue import MeterCatalogue
 from usage_svc.meters import Aggregation, fallback_meter
 from usage_svc.plans import MetricTerms, Plan, month_of
@@ -132,3 +141,78 @@ def alert_event(crossing: Crossing, *, source: str) -> CloudEvent:
         source=source,
         id=row.event_id,
     )
+
+
+@dataclass(frozen=True)
+class RaisedAlerts:
+    """What one batch's transaction recorded: every crossing, and the new ones (alerted)."""
+
+    crossings: Sequence[Crossing]
+    fired: Sequence[Crossing]
+
+
+NO_ALERTS = RaisedAlerts((), ())
+
+
+class QuotaAlerts:
+    """The ingester's quota alerts: crossings recorded and announced once per key."""
+
+    def __init__(
+        self,
+        *,
+        directory: TenantDirectory,
+        plans: Mapping[str, Plan],
+        meters: MeterCatalogue,
+        thresholds: Sequence[int],
+        outbox: Outbox,
+        source: str,
+        alerts: Counter,
+    ) -> None:
+        self.directory = directory
+        self.plans = plans
+        self.meters = meters
+        self.thresholds = thresholds
+        self.outbox = outbox
+        self.source = source
+        self.alerts = alerts
+        #: keys recorded (now or by an earlier run or another replica): not asked again
+        self.fired: set[ThresholdKey] = set()
+
+    async def raise_alerts(
+        self, session: AsyncSession, conn: asyncpg.Connection, periods: Sequence[PeriodTotals]
+    ) -> RaisedAlerts:
+        """Record the crossings of ``periods`` and add the new ones' alerts to the outbox
+        (in the open transaction of ``session``, whose connection is ``conn``)."""
+        unique_periods = unique_meter_keys(periods, self.meters)
+        counts = await unique_counts(
+            conn,
+            ((p.tenant_id, p.metric, *_period_bounds(p.period_start)) for p in unique_periods),
+        )
+        crossings = find_crossings(
+            periods,
+            directory=self.directory,
+            plans=self.plans,
+            meters=self.meters,
+            thresholds=self.thresholds,
+            unique_counts=counts,
+            already_fired=self.fired,
+        )
+        if not crossings:
+            return NO_ALERTS
+        inserted = await record_thresholds(conn, [c.row for c in crossings])
+        fired = [c for c in crossings if c.key in inserted]
+        await self.outbox.add_all(session, [alert_event(c, source=self.source) for c in fired])
+        return RaisedAlerts(crossings, fired)
+
+    def committed(self, raised: RaisedAlerts) -> None:
+        """The transaction that raised these committed: remember the keys, count the alerts."""
+        self.fired.update(crossing.key for crossing in raised.crossings)
+        for crossing in raised.fired:
+            self.alerts.labels(str(crossing.row.threshold)).inc()
+        if len(self.fired) > 200_000:
+            self.fired.clear()
+
+
+def _period_bounds(period_start: date) -> tuple[datetime, datetime]:
+    period = month_of(period_start)
+    return period.start_at, period.end_at

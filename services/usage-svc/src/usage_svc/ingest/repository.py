@@ -27,12 +27,17 @@ import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Final, NamedTuple
 from uuid import UUID
 
 import asyncpg
 
-from usage_svc.ingest.classify import STAGING_COLUMNS, StagedRow
 from usage_svc.meters import Totals
+
+# --------------------------------------------------------------------- the staging table
+# The classifier builds each row in this layout and ``fold_batch`` COPYs it into this
+# table as it is: the tuple, the column list and the table change together
+# (``tests/test_ingest_staging.py`` checks that they agree).
 
 STAGING_TABLE = "usage_staging"
 
@@ -49,6 +54,53 @@ CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} (
     unique_value text
 ) ON COMMIT DELETE ROWS
 """
+
+#: A row of the staging table, in the COPY column order of ``STAGING_COLUMNS``:
+#: (tenant_id, event_id, metric, value, occurred_at, source, properties, tracked,
+#: unique_value), ids as canonical text, properties as JSON text. A plain tuple of
+#: strings, floats, datetimes and booleans on purpose: the garbage collector stops
+#: tracking such tuples, so batches of tens of thousands of rows do not make it scan
+#: the heap over and over (a NamedTuple, or a UUID object inside, would).
+StagedRow = tuple[str, str, str, float, datetime, str, str | None, bool, str | None]
+
+STAGING_COLUMNS = (
+    "tenant_id",
+    "event_id",
+    "metric",
+    "value",
+    "occurred_at",
+    "source",
+    "properties",
+    "tracked",
+    "unique_value",
+)
+
+#: positions in a StagedRow
+ROW_TENANT: Final = 0
+ROW_EVENT: Final = 1
+ROW_METRIC: Final = 2
+ROW_OCCURRED_AT: Final = 4
+
+
+class StagedFields(NamedTuple):
+    """A StagedRow with named, typed fields (for tests and tools; the hot path keeps tuples)."""
+
+    tenant_id: UUID
+    event_id: UUID
+    metric: str
+    value: float
+    occurred_at: datetime
+    source: str
+    properties: str | None
+    tracked: bool
+    unique_value: str | None
+
+    @classmethod
+    def of(cls, row: StagedRow) -> StagedFields:
+        return cls(UUID(row[0]), UUID(row[1]), *row[2:])
+
+
+# --------------------------------------------------------------------- folding a batch
 
 _FOLD_COLUMNS = """
     sum = agg.sum + EXCLUDED.sum,
