@@ -57,7 +57,7 @@ class UsageIngester:
         meters: MeterCatalogue,
         faults: IngestFaults | None = None,
     ) -> None:
-        assert runtime.db is not None and runtime.outbox is not None
+        assert runtime.db is not None and runtime.sink is not None
         self.runtime = runtime
         self.settings = settings
         self.directory = directory
@@ -82,8 +82,7 @@ class UsageIngester:
                 plans=settings.plans,
                 meters=meters,
                 thresholds=settings.alert_thresholds_percent,
-                outbox=runtime.outbox,
-                source=settings.service_name,
+                sink=runtime.sink,
                 alerts=self.metrics.alerts,
             ),
             faults=self.faults,

@@ -22,9 +22,9 @@ import asyncpg
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stellara_contracts import CloudEvent, new_event
+from stellara_contracts import CloudEvent
 from stellara_contracts.events import QuotaExceeded, UsageThresholdReached
-from stellara_kit.outbox import Outbox
+from stellara_kit.outbox import EventSink
 from stellara_kit.tenant_directory import TenantDirectory
 from usage_svc.ingest.repository import PeriodTotals, ThresholdRow, record_thresholds, unique_counts
 from usage_svc.meter_catalogue import MeterCatalogue
@@ -110,10 +110,10 @@ def find_crossings(
     return crossings
 
 
-def alert_event(crossing: Crossing, *, source: str) -> CloudEvent:
+def alert_event(crossing: Crossing, sink: EventSink) -> CloudEvent:
     row = crossing.row
     if row.threshold >= 100:
-        return new_event(
+        return sink.envelope(
             QuotaExceeded(
                 tenant_id=row.tenant_id,
                 metric=row.metric,
@@ -124,10 +124,9 @@ def alert_event(crossing: Crossing, *, source: str) -> CloudEvent:
                 period_end=crossing.period_end,
                 limit_kind=crossing.terms.limit_kind,
             ),
-            source=source,
             id=row.event_id,
         )
-    return new_event(
+    return sink.envelope(
         UsageThresholdReached(
             tenant_id=row.tenant_id,
             metric=row.metric,
@@ -138,7 +137,6 @@ def alert_event(crossing: Crossing, *, source: str) -> CloudEvent:
             period_end=crossing.period_end,
             threshold_percent=row.threshold,
         ),
-        source=source,
         id=row.event_id,
     )
 
@@ -164,16 +162,14 @@ class QuotaAlerts:
         plans: Mapping[str, Plan],
         meters: MeterCatalogue,
         thresholds: Sequence[int],
-        outbox: Outbox,
-        source: str,
+        sink: EventSink,
         alerts: Counter,
     ) -> None:
         self.directory = directory
         self.plans = plans
         self.meters = meters
         self.thresholds = thresholds
-        self.outbox = outbox
-        self.source = source
+        self.sink = sink
         self.alerts = alerts
         #: keys recorded (now or by an earlier run or another replica): not asked again
         self.fired: set[ThresholdKey] = set()
@@ -201,7 +197,7 @@ class QuotaAlerts:
             return NO_ALERTS
         inserted = await record_thresholds(conn, [c.row for c in crossings])
         fired = [c for c in crossings if c.key in inserted]
-        await self.outbox.add_all(session, [alert_event(c, source=self.source) for c in fired])
+        await self.sink.add(session, *(alert_event(c, self.sink) for c in fired))
         return RaisedAlerts(crossings, fired)
 
     def committed(self, raised: RaisedAlerts) -> None:
