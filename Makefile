@@ -65,7 +65,7 @@ fuzz: sync ## schemathesis against the whole system's gateway, every check (FUZZ
 lint: sync ## ruff check, ruff format --check, mypy
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy contracts/src libs/kit/src cli/src $(wildcard services/*/src)
+	$(RUN) mypy contracts/src libs/kit/src libs/devstack/src cli/src $(wildcard services/*/src)
 
 fmt: sync ## format and auto-fix
 	$(RUN) ruff format .

@@ -25,8 +25,9 @@ from pathlib import Path
 import httpx
 import psutil
 
-from stellara_cli.stack import Kafka, LocalStack, StackConfig
-from stellara_cli.stack.common import alive, find_repo_root, port_open, read_pid
+from stellara_cli.stack import LocalStack
+from stellara_devstack import Kafka, StackConfig
+from stellara_devstack.common import alive, find_repo_root, port_open, read_pid
 
 TOXIPROXY_VERSION = "v2.5.0"
 
