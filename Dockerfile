@@ -14,6 +14,7 @@ WORKDIR /src
 COPY pyproject.toml uv.lock ./
 COPY contracts contracts
 COPY libs libs
+COPY cli cli
 COPY services services
 RUN test -n "${SERVICE}" || (echo "build with --build-arg SERVICE=<service>" && exit 1) \
  && uv sync --locked --no-dev --no-editable --package "${SERVICE}"

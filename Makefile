@@ -62,10 +62,11 @@ test-faults: sync $(TOXIPROXY) ## seeded fault schedules under load, every invar
 fuzz: sync ## schemathesis against the whole system's gateway, every check (FUZZ_SEED, FUZZ_MAX_EXAMPLES)
 	@$(RUN) pytest tests/fuzz/fuzz_gateway.py -s
 
-lint: sync ## ruff check, ruff format --check, mypy
+lint: sync ## ruff check, ruff format --check, mypy, import layers
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy contracts/src libs/kit/src libs/cli/src $(wildcard services/*/src)
+	$(RUN) mypy contracts/src libs/kit/src libs/devstack/src cli/src $(wildcard services/*/src) scripts/check_imports.py
+	$(RUN) python -m scripts.check_imports
 
 fmt: sync ## format and auto-fix
 	$(RUN) ruff format .

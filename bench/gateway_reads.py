@@ -323,10 +323,8 @@ async def prepare_topics(bootstrap: str, prefix: str) -> list[str]:
 
 
 def main() -> None:
-    from gateway.auth import mint_user_token
-    from gateway.settings import Settings
     from stellara_contracts.events import Role
-    from stellara_kit.auth import Principal
+    from stellara_kit.auth import Principal, UserTokenSettings, mint_user_token
     from stellara_kit.kafka_admin import delete_topics
     from stellara_kit.testing.infra import discover
 
@@ -347,7 +345,7 @@ def main() -> None:
     }
     # the secret, audience and issuer the gateway process reads too
     caller = Principal(subject="bench", role=Role.USER, tenant_id=TENANT)
-    token = mint_user_token(Settings(), caller, ttl_seconds=3600)
+    token = mint_user_token(UserTokenSettings(), caller, ttl_seconds=3600)
     auth = {"authorization": f"Bearer {token}"}
     uvicorn = [
         sys.executable,

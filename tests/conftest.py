@@ -71,9 +71,9 @@ class System:
 
     def target(self) -> Target:
         """How the demo story speaks to this system."""
-        from gateway.settings import Settings as GatewaySettings
+        from stellara_kit.auth import UserTokenSettings
 
-        defaults = GatewaySettings()
+        defaults = UserTokenSettings()
         return Target(
             gateway_url=self.gateway_url,
             kafka_bootstrap=self.infra.kafka_bootstrap,

@@ -18,8 +18,8 @@ import yaml
 from jsonschema import Draft201909Validator
 
 from stellara_cli.stack import service_specs
-from stellara_cli.stack.common import SERVICE_DATABASES
 from stellara_contracts import topics
+from stellara_devstack.common import SERVICE_DATABASES
 from stellara_kit.provision import DatabaseRoles, render_init_sql
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,8 +22,8 @@ import asyncpg
 import httpx
 
 from stellara_cli.mailsink import read_mailbox
-from stellara_cli.stack.common import consumer_lag
 from stellara_contracts.events import Role
+from stellara_devstack.common import consumer_lag
 from stellara_kit.testing.infra import TEST_OWNER, TEST_RUNTIME
 
 from .load import METRIC, BaseTenant, Ledger, Tokens

@@ -165,9 +165,9 @@ class Harness:
 
 @pytest_asyncio.fixture(scope="module")
 async def harness(system: System, fault_infra: FaultInfra) -> AsyncIterator[Harness]:
-    from gateway.settings import Settings as GatewaySettings
+    from stellara_kit.auth import UserTokenSettings
 
-    defaults = GatewaySettings()
+    defaults = UserTokenSettings()
     tokens = Tokens(JWT_SECRET, defaults.jwt_audience, defaults.jwt_issuer)
     base = system.topic_prefix[1:-1]
     databases = checks.Databases(

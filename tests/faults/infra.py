@@ -1,7 +1,7 @@
 """The fault suite's own Kafka and PostgreSQL, behind Toxiproxy.
 
 The suite never touches the shared broker and database other tests use: it starts a
-broker and a PostgreSQL of its own with ``libs/cli``'s ``LocalStack`` on free ports,
+broker and a PostgreSQL of its own with ``cli``'s ``LocalStack`` on free ports,
 under a stack home of its own (``FAULTS_HOME``), so it may kill and restart them.
 Between the services and each of them sits a Toxiproxy proxy; the services only
 know the proxies' ports. The broker's client listener advertises the proxy's port
@@ -25,8 +25,9 @@ from pathlib import Path
 import httpx
 import psutil
 
-from stellara_cli.stack import Kafka, LocalStack, StackConfig
-from stellara_cli.stack.common import alive, find_repo_root, port_open, read_pid
+from stellara_cli.stack import LocalStack
+from stellara_devstack import Kafka, StackConfig
+from stellara_devstack.common import alive, find_repo_root, port_open, read_pid
 
 TOXIPROXY_VERSION = "v2.5.0"
 

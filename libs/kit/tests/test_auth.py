@@ -11,7 +11,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from stellara_contracts.events import Role
-from stellara_kit.auth import Principal, TokenVerifier, mint_token
+from stellara_kit.auth import (
+    Principal,
+    TokenVerifier,
+    UserTokenSettings,
+    mint_token,
+    mint_user_token,
+)
 from stellara_kit.problems import Forbidden, NotFound, Unauthorized
 
 SECRET = "test-secret-with-enough-length-for-hs256"
@@ -134,6 +140,32 @@ class TestTokenVerifier:
         )
         token = mint_token(principal, key=SECRET, audience=AUD, issuer=ISS)
         assert verifier().verify(token) == principal
+
+
+class TestUserTokens:
+    """Development user tokens, signed as the gateway's ``GATEWAY_JWT_*`` settings say."""
+
+    def test_the_gateways_variables_are_read(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("GATEWAY_JWT_SECRET", SECRET)
+        monkeypatch.setenv("GATEWAY_JWT_AUDIENCE", AUD)
+        monkeypatch.setenv("GATEWAY_JWT_ISSUER", ISS)
+        monkeypatch.setenv("GATEWAY_JWT_ALGORITHMS", '["HS512"]')
+        principal = Principal(subject="ada", role=Role.TENANT_ADMIN, tenant_id=uuid4())
+        token = mint_user_token(UserTokenSettings(), principal, ttl_seconds=120)
+        assert jwt.get_unverified_header(token)["alg"] == "HS512"
+        assert verifier(algorithms=["HS512"]).verify(token) == principal
+
+    def test_the_ttl_sets_exp(self) -> None:
+        token = mint_user_token(
+            UserTokenSettings(), Principal(subject="ada", role=Role.USER), ttl_seconds=90, now=1000
+        )
+        claims = jwt.decode(token, options={"verify_signature": False})
+        assert claims["exp"] == 1090 and claims["aud"] == "stellara-api"
+
+    def test_public_key_algorithms_cannot_be_minted_for(self) -> None:
+        settings = UserTokenSettings(jwt_algorithms=["RS256"])
+        with pytest.raises(ValueError, match="identity provider"):
+            mint_user_token(settings, Principal(subject="ada", role=Role.USER))
 
 
 class TestPrincipal:

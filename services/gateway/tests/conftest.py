@@ -26,12 +26,11 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from gateway.auth import mint_user_token
 from gateway.main import create_app
 from gateway.settings import Settings
 from stellara_contracts import new_event, topics
 from stellara_contracts.events import Role, TenantSnapshot, TenantStatus
-from stellara_kit.auth import Principal, internal_verifier
+from stellara_kit.auth import Principal, internal_verifier, mint_user_token
 from stellara_kit.settings import ServiceSettings
 from stellara_kit.testing import Infrastructure, produce_raw, running_app, wait_for
 

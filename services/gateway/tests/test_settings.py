@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from gateway.auth import UserTokens, user_token_verifier
 from gateway.settings import Settings
+from stellara_contracts.events import Role
+from stellara_kit.auth import Principal, UserTokenSettings, mint_user_token
 
 
 class TestEnvironment:
@@ -81,3 +84,23 @@ class TestProduction:
             jwt_public_key_file=tmp_path / "key.pem",
         )
         assert settings.uses_public_keys
+
+
+class TestDevelopmentTokens:
+    """The tools' minter (``stellara_kit.auth``) reads the same variables with the same defaults."""
+
+    def test_the_minters_defaults_are_the_gateways(self) -> None:
+        gateway, minter = Settings(), UserTokenSettings()
+        assert minter.jwt_algorithms == gateway.jwt_algorithms
+        assert minter.jwt_secret == gateway.jwt_secret
+        assert (minter.jwt_audience, minter.jwt_issuer) == (
+            gateway.jwt_audience,
+            gateway.jwt_issuer,
+        )
+
+    def test_a_minted_token_is_accepted(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("GATEWAY_JWT_SECRET", "another-development-secret-0123456789")
+        monkeypatch.setenv("GATEWAY_JWT_ISSUER", "my-issuer")
+        principal = Principal(subject="ada", role=Role.PLATFORM_ADMIN)
+        token = mint_user_token(UserTokenSettings(), principal)
+        assert UserTokens(user_token_verifier(Settings())).verify(token) == principal

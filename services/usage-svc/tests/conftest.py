@@ -18,7 +18,8 @@ from usage_svc.ingest.batch import IngestFaults
 from usage_svc.main import create_app
 from usage_svc.migrate import MIGRATIONS
 from usage_svc.settings import Settings
-from usage_svc.testing import Tenants, publish_tenants, snapshot, wait_for_tenant, wait_ready
+
+from .helpers import Tenants, publish_tenants, snapshot, wait_for_tenant, wait_ready
 
 
 def make_settings(

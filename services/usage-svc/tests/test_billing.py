@@ -19,7 +19,9 @@ from usage_svc.billing import BillingPeriodCloser
 from usage_svc.main import create_app
 from usage_svc.plans import month_of
 from usage_svc.settings import Settings
-from usage_svc.testing import (
+
+from .conftest import RunningService
+from .helpers import (
     Tenants,
     alerts_of,
     headers,
@@ -32,8 +34,6 @@ from usage_svc.testing import (
     wait_for_tenant,
     wait_ready,
 )
-
-from .conftest import RunningService
 
 #: usage of last month is still inside the window; periods close as soon as they end
 SERVICE_SETTINGS = {"dedup_window_days": 400, "billing_close_delay_hours": 0}

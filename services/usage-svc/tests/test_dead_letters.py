@@ -15,7 +15,9 @@ from stellara_contracts.events import TenantStatus
 from stellara_kit.testing import running_app, wait_for
 from usage_svc.main import create_app
 from usage_svc.settings import Settings
-from usage_svc.testing import (
+
+from .conftest import RunningService
+from .helpers import (
     Tenants,
     dead_letter_of,
     header_map,
@@ -29,8 +31,6 @@ from usage_svc.testing import (
     wait_for_tenant,
     wait_ready,
 )
-
-from .conftest import RunningService
 
 DEAD_LETTERED = "stellara_events_dead_lettered_total"
 

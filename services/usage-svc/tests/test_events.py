@@ -5,9 +5,9 @@ from __future__ import annotations
 from stellara_contracts import CloudEvent, new_event, topics
 from stellara_contracts.events import MemberAdded, MemberRemoved, Role
 from stellara_kit.testing import produce_raw
-from usage_svc.testing import usage_of, wait_for_events
 
 from .conftest import RunningService
+from .helpers import usage_of, wait_for_events
 
 
 async def publish(service: RunningService, *events: CloudEvent) -> None:

@@ -11,9 +11,9 @@ import pytest
 from stellara_kit.testing.hostile import HostileRequest, hostile_requests, refusal_problem
 from usage_svc.main import create_app
 from usage_svc.settings import Settings
-from usage_svc.testing import headers
 
 from .conftest import RunningService
+from .helpers import headers
 
 VALID_BODIES = {
     "POST /meters": {"key": "hostile_meter", "aggregation": "SUM", "unit": "calls"},

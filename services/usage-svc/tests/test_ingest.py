@@ -17,7 +17,9 @@ from stellara_kit.testing import TestDatabase, consume, running_app, wait_for
 from usage_svc.ingest.batch import IngestFaults, PreparedBatch
 from usage_svc.main import create_app
 from usage_svc.settings import Settings
-from usage_svc.testing import (
+
+from .conftest import RunningService
+from .helpers import (
     Tenants,
     header_map,
     headers,
@@ -29,8 +31,6 @@ from usage_svc.testing import (
     wait_for_events,
     wait_ready,
 )
-
-from .conftest import RunningService
 
 EVENTS = "stellara_usage_events_total"
 

@@ -15,9 +15,9 @@ from stellara_contracts.events import MemberAdded, Role
 from stellara_kit.auth import Principal, mint_internal_token
 from stellara_kit.db import asyncpg_dsn
 from stellara_kit.testing import produce_raw
-from usage_svc.testing import headers, outbox_drained, produce_usage, record, wait_for_events
 
 from .conftest import RunningService
+from .helpers import headers, outbox_drained, produce_usage, record, wait_for_events
 
 USAGE_TABLES = (
     "raw_events",

@@ -12,9 +12,9 @@ from stellara_kit.db import asyncpg_dsn
 from stellara_kit.testing import TestDatabase
 from usage_svc.maintenance import PartitionKeeper
 from usage_svc.settings import Settings
-from usage_svc.testing import Tenants, produce_usage, record, usage_of, wait_for_events
 
 from .conftest import RunningService
+from .helpers import Tenants, produce_usage, record, usage_of, wait_for_events
 
 
 async def partitions(database: TestDatabase, parent: str) -> set[str]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from stellara_contracts.events import Role
-from usage_svc.testing import headers, produce_usage, record, wait_for_events
 
 from .conftest import RunningService
+from .helpers import headers, produce_usage, record, wait_for_events
 
 
 async def meters_of(service: RunningService) -> dict[str, dict[str, Any]]:

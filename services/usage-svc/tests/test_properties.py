@@ -15,9 +15,8 @@ import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from usage_svc.testing import headers, produce_usage, record, usage_of, wait_for_events
-
 from .conftest import RunningService
+from .helpers import headers, produce_usage, record, usage_of, wait_for_events
 
 #: metric → aggregation; the last four are added to the catalogue for this module
 METERS = {

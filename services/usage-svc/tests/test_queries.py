@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from usage_svc.plans import month_of
-from usage_svc.testing import headers, produce_usage, record, usage_of, wait_for_events
 
 from .conftest import RunningService
+from .helpers import headers, produce_usage, record, usage_of, wait_for_events
 
 #: the daylight-saving and 30-day cases need events from up to a year back
 SERVICE_SETTINGS = {"dedup_window_days": 400}

@@ -16,7 +16,9 @@ from usage_svc.ingest.batch import IngestFaults
 from usage_svc.main import create_app
 from usage_svc.plans import month_of
 from usage_svc.settings import Settings
-from usage_svc.testing import (
+
+from .conftest import RunningService
+from .helpers import (
     Tenants,
     alerts_of,
     outbox_drained,
@@ -25,8 +27,6 @@ from usage_svc.testing import (
     wait_for_events,
     wait_ready,
 )
-
-from .conftest import RunningService
 from .test_ingest import CrashOnce
 
 GB = 1_000_000_000

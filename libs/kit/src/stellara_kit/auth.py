@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 from uuid import UUID
 
 import jwt
 from fastapi import Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stellara_contracts.events import Role
 from stellara_kit.problems import RoleRequired, TenantNotFound, Unauthorized
@@ -179,6 +180,60 @@ def mint_token(
     }
     headers = {"kid": kid} if kid else None
     return jwt.encode(claims, key, algorithm=algorithm, headers=headers)
+
+
+# ---------------------------------------------------------------- user tokens of development
+#: algorithms of a shared secret (the gateway pins either these or public-key ones)
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+DEV_USER_TOKEN_SECRET = "dev-jwt-secret-not-for-production-use"
+USER_TOKEN_AUDIENCE = "stellara-api"
+USER_TOKEN_ISSUER = "stellara-dev"
+
+
+class UserTokenConfig(Protocol):
+    """How user tokens are signed and checked: the gateway's ``jwt_*`` settings."""
+
+    jwt_algorithms: list[str]
+    jwt_secret: SecretStr
+    jwt_audience: str
+    jwt_issuer: str
+
+
+class UserTokenSettings(BaseSettings):
+    """The gateway's user-token settings (``GATEWAY_JWT_*``, same defaults), read by the tools
+    that mint development tokens (``stellara token``, the demo, the benches) without the
+    gateway's own settings class."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", env_file=None)
+
+    jwt_algorithms: list[str] = ["HS256"]
+    jwt_secret: SecretStr = SecretStr(DEV_USER_TOKEN_SECRET)
+    jwt_audience: str = USER_TOKEN_AUDIENCE
+    jwt_issuer: str = USER_TOKEN_ISSUER
+
+
+def mint_user_token(
+    settings: UserTokenConfig,
+    principal: Principal,
+    *,
+    ttl_seconds: int = 3600,
+    now: float | None = None,
+) -> str:
+    """A user token the gateway accepts, signed with the shared HS256 secret (development)."""
+    hmac = [a for a in settings.jwt_algorithms if a in HMAC_ALGORITHMS]
+    if not hmac:
+        raise ValueError(
+            "the gateway pins public-key algorithms: user tokens come from the identity provider"
+        )
+    return mint_token(
+        principal,
+        key=settings.jwt_secret.get_secret_value(),
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+        ttl_seconds=ttl_seconds,
+        algorithm=hmac[0],
+        now=now,
+    )
 
 
 def bearer_token(request: Request) -> str:

@@ -18,11 +18,11 @@ from prometheus_client import (
     generate_latest,
 )
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stellara_kit.logs import request_id_var, traced
 from stellara_kit.problems import PROBLEM_JSON, internal_error_response
+from stellara_kit.routing import route_template
 
 ReadinessCheck = Callable[[], Awaitable[object]]
 READINESS_TIMEOUT = 2.0
@@ -43,18 +43,6 @@ class HttpMetrics:
             registry=registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
-
-
-def route_template(request: Request) -> str:
-    """The matched route's path template (``/tenants/{id}``), never the raw path."""
-    route = request.scope.get("route")
-    if route is not None and hasattr(route, "path"):
-        return str(route.path)
-    for candidate in request.app.router.routes:
-        match, _ = candidate.matches(request.scope)
-        if match == Match.FULL and hasattr(candidate, "path"):
-            return str(candidate.path)
-    return "unmatched"
 
 
 class RequestContextMiddleware(BaseHTTPMiddleware):

@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from stellara_kit.db import connection_lost
+from stellara_kit.routing import route_template
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +155,6 @@ def internal_error_response(request: Request, exc: BaseException) -> JSONRespons
     """A 500 problem that names the request id and nothing of the internals (they are logged);
     a 503 when the database could not be reached."""
     request_id = getattr(request.state, "request_id", None)
-    from stellara_kit.observability import route_template  # imports this module
-
     if connection_lost(exc):
         log.warning(
             "database unavailable on %s %s: %r", request.method, route_template(request), exc

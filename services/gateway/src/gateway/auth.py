@@ -32,7 +32,7 @@ from fastapi import Request
 
 from gateway.settings import Settings
 from stellara_contracts.events import Role
-from stellara_kit.auth import Principal, TokenVerifier, mint_internal_token, mint_token
+from stellara_kit.auth import Principal, TokenVerifier, mint_internal_token
 from stellara_kit.problems import Problem, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -82,29 +82,6 @@ def load_jwks(text: str, algorithms: list[str]) -> dict[str, Any]:
 
 
 V = TypeVar("V")
-
-
-def mint_user_token(
-    settings: Settings,
-    principal: Principal,
-    *,
-    ttl_seconds: int = 3600,
-    now: float | None = None,
-) -> str:
-    """A user token the gateway accepts, signed with the shared HS256 secret (development)."""
-    if settings.uses_public_keys:
-        raise ValueError(
-            "the gateway pins public-key algorithms: user tokens come from the identity provider"
-        )
-    return mint_token(
-        principal,
-        key=settings.jwt_secret.get_secret_value(),
-        audience=settings.jwt_audience,
-        issuer=settings.jwt_issuer,
-        ttl_seconds=ttl_seconds,
-        algorithm=settings.jwt_algorithms[0],
-        now=now,
-    )
 
 
 class _ExpiringCache(Generic[V]):

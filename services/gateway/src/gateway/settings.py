@@ -13,9 +13,15 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import SettingsConfigDict
 
 from stellara_contracts.patterns import METER_KEY_PATTERN
+from stellara_kit.auth import (
+    DEV_USER_TOKEN_SECRET,
+    HMAC_ALGORITHMS,
+    USER_TOKEN_AUDIENCE,
+    USER_TOKEN_ISSUER,
+)
 from stellara_kit.settings import PLACEHOLDER_SECRETS, ServiceSettings
 
-SYMMETRIC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+SYMMETRIC_ALGORITHMS = HMAC_ALGORITHMS
 ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
@@ -80,7 +86,7 @@ class Settings(ServiceSettings):
         "never chooses). Either HMAC (HS*) or public-key algorithms, not both.",
     )
     jwt_secret: SecretStr = Field(
-        default=SecretStr("dev-jwt-secret-not-for-production-use"),
+        default=SecretStr(DEV_USER_TOKEN_SECRET),
         description="Shared HS256 secret of user tokens (development); refused in prod.",
     )
     jwt_public_key_file: Path | None = Field(
@@ -90,8 +96,10 @@ class Settings(ServiceSettings):
         default=None,
         description="JWKS file of public keys verifying RS*/ES* user tokens (chosen by `kid`).",
     )
-    jwt_audience: str = Field(default="stellara-api", description="Required `aud` of user tokens.")
-    jwt_issuer: str = Field(default="stellara-dev", description="Required `iss` of user tokens.")
+    jwt_audience: str = Field(
+        default=USER_TOKEN_AUDIENCE, description="Required `aud` of user tokens."
+    )
+    jwt_issuer: str = Field(default=USER_TOKEN_ISSUER, description="Required `iss` of user tokens.")
     jwt_leeway_seconds: int = Field(
         default=10, ge=0, le=300, description="Clock skew tolerated on `exp`/`nbf`."
     )

@@ -10,40 +10,13 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from stellara_kit.settings import ServiceSettings
-
-#: the configuration categories a tenant's keys live in
-CONFIG_CATEGORIES: tuple[str, ...] = ("general", "auth", "billing", "features", "integrations")
+from tenant_svc.config.catalogue import (
+    BUILTIN_CONFIG_DEFAULTS,
+    BUILTIN_CONFIG_SCHEMAS,
+    CONFIG_CATEGORIES,
+)
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,61})[a-z0-9]$")
-
-#: platform defaults, as ``category.key`` → value
-BUILTIN_CONFIG_DEFAULTS: dict[str, Any] = {
-    "general.locale": "en",
-    "general.timezone": "UTC",
-    "auth.mfa_required": False,
-    "auth.session_ttl_minutes": 60,
-    "auth.password_min_length": 12,
-    "billing.hard_limit_action": "notify",
-    "billing.currency": "USD",
-}
-
-#: JSON Schemas of the keys the platform knows, as ``category.key`` → schema
-BUILTIN_CONFIG_SCHEMAS: dict[str, dict[str, Any]] = {
-    "general.locale": {"type": "string", "pattern": "^[a-z]{2}(-[A-Z]{2})?$"},
-    "general.timezone": {"type": "string", "minLength": 1, "maxLength": 64},
-    "general.display_name": {"type": "string", "minLength": 1, "maxLength": 200},
-    "auth.mfa_required": {"type": "boolean"},
-    "auth.session_ttl_minutes": {"type": "integer", "minimum": 5, "maximum": 43200},
-    "auth.password_min_length": {"type": "integer", "minimum": 8, "maximum": 128},
-    "auth.allowed_email_domains": {
-        "type": "array",
-        "items": {"type": "string", "pattern": r"^[a-z0-9.-]+\.[a-z]{2,}$"},
-        "uniqueItems": True,
-    },
-    "billing.hard_limit_action": {"type": "string", "enum": ["notify", "suspend"]},
-    "billing.currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
-    "billing.invoice_email": {"type": "string", "pattern": "^[^@\\s]+@[^@\\s]+$"},
-}
 
 BUILTIN_RESERVED_SLUGS: tuple[str, ...] = (
     "admin",

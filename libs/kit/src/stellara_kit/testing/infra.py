@@ -2,7 +2,8 @@
 
 In this order: environment variables (``KAFKA_BOOTSTRAP_SERVERS`` and an
 admin ``DATABASE_URL``); a container engine through testcontainers; otherwise
-the local stack, started here and stopped at the end if this run started it.
+the local infrastructure (``stellara_devstack``), started here and stopped at the end if
+this run started it.
 """
 
 from __future__ import annotations
@@ -80,9 +81,9 @@ def discover() -> tuple[Infrastructure, Callable[[], None] | None]:
             stop_containers,
         )
 
-    from stellara_cli.stack import LocalStack
+    from stellara_devstack import LocalInfrastructure
 
-    stack = LocalStack()
+    stack = LocalInfrastructure()
     started = stack.up_infrastructure()
 
     def stop_stack() -> None:

@@ -1,6 +1,7 @@
 """The configuration catalogue: categories, platform defaults, JSON Schemas of known keys.
 
-Built from the settings (the built-in set, overridable by environment) and,
+The built-in set is written here; the settings take it as their defaults (so the
+environment can override it), and the catalogue is built from the settings and,
 when ``config_file`` names one, a JSON or YAML file merged over them. It is
 checked at startup: every schema must be a valid JSON Schema and every
 default must satisfy its key's schema, so a bad deployment fails early
@@ -13,13 +14,46 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
 
-from tenant_svc.settings import CONFIG_CATEGORIES, Settings
+if TYPE_CHECKING:
+    from tenant_svc.settings import Settings
+
+#: the configuration categories a tenant's keys live in
+CONFIG_CATEGORIES: tuple[str, ...] = ("general", "auth", "billing", "features", "integrations")
+
+#: platform defaults, as ``category.key`` → value
+BUILTIN_CONFIG_DEFAULTS: dict[str, Any] = {
+    "general.locale": "en",
+    "general.timezone": "UTC",
+    "auth.mfa_required": False,
+    "auth.session_ttl_minutes": 60,
+    "auth.password_min_length": 12,
+    "billing.hard_limit_action": "notify",
+    "billing.currency": "USD",
+}
+
+#: JSON Schemas of the keys the platform knows, as ``category.key`` → schema
+BUILTIN_CONFIG_SCHEMAS: dict[str, dict[str, Any]] = {
+    "general.locale": {"type": "string", "pattern": "^[a-z]{2}(-[A-Z]{2})?$"},
+    "general.timezone": {"type": "string", "minLength": 1, "maxLength": 64},
+    "general.display_name": {"type": "string", "minLength": 1, "maxLength": 200},
+    "auth.mfa_required": {"type": "boolean"},
+    "auth.session_ttl_minutes": {"type": "integer", "minimum": 5, "maximum": 43200},
+    "auth.password_min_length": {"type": "integer", "minimum": 8, "maximum": 128},
+    "auth.allowed_email_domains": {
+        "type": "array",
+        "items": {"type": "string", "pattern": r"^[a-z0-9.-]+\.[a-z]{2,}$"},
+        "uniqueItems": True,
+    },
+    "billing.hard_limit_action": {"type": "string", "enum": ["notify", "suspend"]},
+    "billing.currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+    "billing.invoice_email": {"type": "string", "pattern": "^[^@\\s]+@[^@\\s]+$"},
+}
 
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(?:[.-][a-z0-9_]+)*$")
 KEY_MAX_LENGTH = 128

@@ -10,10 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stellara_contracts.events import ConfigChange
 from stellara_kit.bounds import INT32_MAX
-from tenant_svc.config.catalogue import KEY_MAX_LENGTH, KEY_PATTERN
+from tenant_svc.config.catalogue import CONFIG_CATEGORIES, KEY_MAX_LENGTH, KEY_PATTERN
 from tenant_svc.config.service import ConfigValue
 from tenant_svc.models import ConfigHistory
-from tenant_svc.settings import CONFIG_CATEGORIES
 
 Category = Literal["general", "auth", "billing", "features", "integrations"]
 assert set(Category.__args__) == set(CONFIG_CATEGORIES)  # type: ignore[attr-defined]

@@ -177,13 +177,12 @@ class Endpoint:
 
 
 def gateway_endpoint(url: str | None, token: str | None) -> Endpoint:
-    from gateway.auth import mint_user_token
     from gateway.settings import Settings
     from stellara_cli.stack.processes import service_specs
     from stellara_contracts.events import Role
-    from stellara_kit.auth import Principal
+    from stellara_kit.auth import Principal, mint_user_token
 
-    settings = Settings()
+    settings = Settings()  # the gateway's: its user-token keys and its default tenant
     base = url or next(s.url for s in service_specs() if s.name == "gateway")
     if token is None:
         try:

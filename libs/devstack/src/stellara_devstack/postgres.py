@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 
-from stellara_cli.stack.common import (
+from stellara_devstack.common import (
     PG_RUN_USER,
     ROOT_STATE,
     SERVICE_DATABASES,

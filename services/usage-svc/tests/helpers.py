@@ -1,4 +1,4 @@
-"""Helpers for tests and benchmarks of usage-svc: tenants, usage records, usage reads."""
+"""Helpers of usage-svc's tests: tenants, usage records, usage reads."""
 
 from __future__ import annotations
 

@@ -143,7 +143,7 @@ def section(readme: Path, start: str, end: str) -> str | None:
 
 # ---------------------------------------------------------------- the gateway's view of the services
 SERVICE_OPENAPI = (
-    Path(__file__).resolve().parents[4] / "services/gateway/src/gateway/service_openapi.json"
+    Path(__file__).resolve().parents[3] / "services/gateway/src/gateway/service_openapi.json"
 )
 
 

@@ -2,7 +2,8 @@
 
 The token is signed with the gateway's HS256 development secret and carries
 the gateway's audience and issuer, all read from the gateway's settings
-(``GATEWAY_JWT_SECRET``, ``GATEWAY_JWT_AUDIENCE``, ``GATEWAY_JWT_ISSUER`` …),
+(``GATEWAY_JWT_SECRET``, ``GATEWAY_JWT_AUDIENCE``, ``GATEWAY_JWT_ISSUER`` …,
+through ``stellara_kit.auth.UserTokenSettings``),
 so it works against a gateway started with the same environment. It prints
 the token alone on stdout::
 
@@ -36,9 +37,7 @@ def token(
     ),
 ) -> None:
     """Print a user token the local gateway accepts (HS256, development secret)."""
-    from gateway.auth import mint_user_token
-    from gateway.settings import Settings
-    from stellara_kit.auth import Principal
+    from stellara_kit.auth import Principal, UserTokenSettings, mint_user_token
 
     tenant_id: UUID | None = None
     if tenant:
@@ -55,7 +54,7 @@ def token(
         typer.echo(
             "note: no --tenant: the gateway will use its default tenant for this token", err=True
         )
-    settings = Settings()
+    settings = UserTokenSettings()
     try:
         minted = mint_user_token(
             settings,

@@ -70,7 +70,7 @@ def _check(topic: str) -> None:
 
 
 def _bootstrap(bootstrap: str | None) -> str:
-    from stellara_cli.stack import StackConfig
+    from stellara_devstack import StackConfig
 
     return bootstrap or StackConfig.from_env().kafka_bootstrap
 

@@ -60,11 +60,11 @@ class Target:
 
     @classmethod
     def local(cls) -> Target:
-        from gateway.settings import Settings as GatewaySettings
         from stellara_cli.stack import LocalStack
+        from stellara_kit.auth import UserTokenSettings
 
         stack = LocalStack()
-        gateway = GatewaySettings()
+        gateway = UserTokenSettings()
         return cls(
             gateway_url=next(s.spec.url for s in stack.services if s.name == "gateway"),
             kafka_bootstrap=stack.config.kafka_bootstrap,

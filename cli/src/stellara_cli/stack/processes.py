@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 
-from stellara_cli.stack.common import (
+from stellara_devstack.common import (
     ComponentStatus,
     Progress,
     StackConfig,

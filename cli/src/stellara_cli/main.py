@@ -15,9 +15,10 @@ from rich.console import Console
 from rich.status import Status
 
 from stellara_cli import dlq, events, tenants
-from stellara_cli.stack import LocalStack, StackError
-from stellara_cli.stack.common import read_pid
+from stellara_cli.stack import LocalStack
 from stellara_cli.token import token as token_command
+from stellara_devstack import StackError
+from stellara_devstack.common import read_pid
 
 app = typer.Typer(
     help="Stellara Tenancy: run the local stack and try the system.",

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from stellara_cli.stack import kafka
+from stellara_devstack import kafka
 
 
 def _decode(cluster_id: str) -> bytes:

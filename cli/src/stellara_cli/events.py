@@ -74,7 +74,7 @@ def tail(
     prefix: str = typer.Option("", "--prefix", help="Topic prefix of the deployment."),
 ) -> None:
     """Print events as they flow, decoded and readable (Ctrl-C to stop)."""
-    from stellara_cli.stack import StackConfig
+    from stellara_devstack import StackConfig
 
     names = [topic] if topic else [n for t in topics.ALL_TOPICS for n in (t, topics.dlq_topic(t))]
     known = {n for t in topics.ALL_TOPICS for n in (t, topics.dlq_topic(t))}

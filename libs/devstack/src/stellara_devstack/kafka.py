@@ -12,7 +12,8 @@ import time
 import uuid
 from pathlib import Path
 
-from stellara_cli.stack.common import (
+from stellara_contracts import topics
+from stellara_devstack.common import (
     KAFKA_VERSION_RE,
     MIN_JAVA,
     ComponentStatus,
@@ -25,7 +26,6 @@ from stellara_cli.stack.common import (
     stop_pid,
     write_atomically,
 )
-from stellara_contracts import topics
 
 
 def java_major_version(java: str) -> int:
