@@ -438,17 +438,22 @@ class TestDatabaseRefusals:
         cut = []
 
         async def cut_the_connection(batch: PreparedBatch) -> None:
-            # the ingester's backend is the one in an open transaction: end it, as a
-            # PostgreSQL restart would, before the commit
+            # end the ingester's backend, as a PostgreSQL restart would, before the commit:
+            # the one waiting in a transaction that has written period totals (a reader
+            # polling the usage API may be in an open transaction too, and must not be cut)
             if not cut:
                 cut.append(batch.records)
                 conn = await asyncpg.connect(asyncpg_dsn(test_database.admin_url))
                 try:
-                    await conn.execute(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                        " WHERE datname = $1 AND state = 'idle in transaction'",
+                    ended = await conn.fetchval(
+                        "SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a"
+                        " WHERE a.datname = $1 AND a.state = 'idle in transaction'"
+                        " AND EXISTS (SELECT 1 FROM pg_locks l"
+                        " JOIN pg_class c ON c.oid = l.relation WHERE l.pid = a.pid"
+                        " AND c.relname = 'period_aggregates' AND l.mode = 'RowExclusiveLock')",
                         test_database.name,
                     )
+                    assert ended == 1, ended
                 finally:
                     await conn.close()
 
