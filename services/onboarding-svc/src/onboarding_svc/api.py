@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, status
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Path, Query, Request, status
 
 from onboarding_svc import errors
 from onboarding_svc.background import InvitationSender
@@ -32,7 +31,7 @@ from onboarding_svc.service import Onboarding
 from stellara_contracts.events import Role
 from stellara_kit.auth import CurrentPrincipal, Principal
 from stellara_kit.db import Database
-from stellara_kit.problems import Problem, problem_response, problem_responses
+from stellara_kit.problems import Problem, problem_responses
 
 router = APIRouter()
 
@@ -55,58 +54,6 @@ def _services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(_services)]
 TenantId = Annotated[UUID, Path(description="The tenant's id.")]
 InvitationId = Annotated[UUID, Path(description="The invitation's id.")]
-
-# ------------------------------------------------------------------ errors, mapped in one place
-PROBLEMS: dict[type[errors.OnboardingError], tuple[int, str, str]] = {
-    errors.TenantUnknown: (404, "tenant-not-found", "Tenant not found"),
-    errors.TenantGone: (409, "tenant-deleted", "Tenant deleted"),
-    errors.OnboardingAlreadyStarted: (
-        409,
-        "onboarding-already-started",
-        "Onboarding already started",
-    ),
-    errors.OnboardingNotStarted: (404, "onboarding-not-started", "Onboarding not started"),
-    errors.OnboardingNotRunning: (409, "onboarding-not-running", "Onboarding not running"),
-    errors.UnknownStep: (422, "unknown-step", "Unknown step"),
-    errors.StepBlocked: (409, "step-blocked", "Step waits for others"),
-    errors.StepCompletesAutomatically: (
-        409,
-        "step-completes-automatically",
-        "Step completes by itself",
-    ),
-    errors.StepNotSkippable: (422, "step-not-skippable", "Step cannot be skipped"),
-    errors.InvitationNotFound: (404, "invitation-not-found", "Invitation not found"),
-    errors.InvitationAlreadyOpen: (409, "invitation-already-open", "Invitation already open"),
-    errors.InvitationClosed: (409, "invitation-closed", "Invitation closed"),
-    errors.InvitationTokenUnknown: (404, "invitation-not-found", "Invitation not found"),
-    errors.InvitationTokenExpired: (410, "invitation-expired", "Invitation expired"),
-    errors.InvitationTokenUsed: (409, "invitation-already-accepted", "Invitation already accepted"),
-    errors.InvitationTokenRevoked: (409, "invitation-revoked", "Invitation revoked"),
-    errors.InvitationEmailRequired: (403, "invitation-email-required", "Email address needed"),
-    errors.InvitationEmailUnverified: (
-        403,
-        "invitation-email-unverified",
-        "Email address not verified",
-    ),
-    errors.InvitationEmailMismatch: (
-        403,
-        "invitation-email-mismatch",
-        "Invitation for another address",
-    ),
-}
-
-
-def problem_for(error: errors.OnboardingError) -> Problem:
-    status_code, slug, title = PROBLEMS.get(type(error), (400, "bad-request", "Bad request"))
-    return Problem(error.detail, status=status_code, slug=slug, title=title, **error.facts)
-
-
-def install_error_mapping(app: FastAPI) -> None:
-    async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, errors.OnboardingError)
-        return problem_response(problem_for(exc), request)
-
-    app.add_exception_handler(errors.OnboardingError, on_domain_error)
 
 
 # ------------------------------------------------------------------ onboarding

@@ -13,12 +13,13 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
+from stellara_kit.errors import install_domain_errors
 from stellara_kit.problems import refine_openapi
 from stellara_kit.runtime import ServiceRuntime
 from tenant_svc import api, events, models
 from tenant_svc.config.catalogue import ConfigCatalogue
 from tenant_svc.deps import Tenancy
-from tenant_svc.errors import install_domain_error_handler
+from tenant_svc.errors import PROBLEMS
 from tenant_svc.idempotency import IdempotencyStore, document_replays
 from tenant_svc.publishing import EventSink
 from tenant_svc.settings import Settings
@@ -78,7 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime.add_background(purge_idempotency_keys)
     app = runtime.create_app(title="Stellara tenant-svc", description=DESCRIPTION)
     app.state.tenancy = tenancy
-    install_domain_error_handler(app)
+    install_domain_errors(app, PROBLEMS)
     app.include_router(api.router)
     refine_openapi(app, document_replays)
     return app
