@@ -31,7 +31,7 @@ from onboarding_svc.service import Onboarding
 from stellara_contracts.events import Role
 from stellara_kit.auth import CurrentPrincipal, Principal
 from stellara_kit.db import Database
-from stellara_kit.problems import Problem, problem_responses
+from stellara_kit.problems import problem_responses
 
 router = APIRouter()
 
@@ -162,20 +162,10 @@ async def list_invitations(
     """The tenant's invitations, oldest first, with the delivery state of each mail."""
     principal.require_admin(tenant_id)
     async with services.db.transaction(tenant_id) as session:
-        try:
-            page = await services.invitations.list(
-                session, tenant_id, limit=limit, cursor=cursor, status=status_filter
-            )
-        except ValueError as exc:
-            raise Problem(
-                "The cursor is not valid; start again without it.",
-                status=400,
-                slug="bad-cursor",
-                title="Bad cursor",
-            ) from exc
-        return InvitationPage(
-            items=[InvitationOut.of(i) for i in page.items], next_cursor=page.next_cursor
+        rows, next_cursor = await services.invitations.list(
+            session, tenant_id, limit=limit, cursor=cursor, status=status_filter
         )
+        return InvitationPage(items=[InvitationOut.of(i) for i in rows], next_cursor=next_cursor)
 
 
 @router.get(

@@ -17,7 +17,6 @@ surrounding spaces ignored (no other rewriting: dots and ``+tags`` count).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import secrets
 import uuid
@@ -53,8 +52,8 @@ from stellara_contracts.events import (
     Role,
 )
 from stellara_kit.auth import Principal
-from stellara_kit.bounds import supported_instant
 from stellara_kit.outbox import Outbox
+from stellara_kit.pagination import cursor_instant, cursor_uuid, decode_cursor, next_page
 
 TOKEN_BYTES = 32
 
@@ -99,30 +98,6 @@ class DeliveryClaim:
     expires_at: datetime
     attempt: int
     token: str
-
-
-@dataclass(frozen=True)
-class Page:
-    items: list[Invitation]
-    next_cursor: str | None
-
-
-def encode_cursor(invitation: Invitation) -> str:
-    raw = f"{invitation.created_at.isoformat()}|{invitation.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    """The position a cursor names; ValueError when it is not one of ours."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, _, ident = raw.partition("|")
-        instant, position = supported_instant(datetime.fromisoformat(created)), UUID(ident)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError("not a valid cursor") from exc
-    if instant is None:
-        raise ValueError("not a valid cursor")
-    return instant, position
 
 
 class Invitations:
@@ -201,15 +176,17 @@ class Invitations:
         limit: int,
         cursor: str | None = None,
         status: InvitationStatus | None = None,
-    ) -> Page:
+    ) -> tuple[list[Invitation], str | None]:
+        """A page of the tenant's invitations, oldest first, and the cursor of the next one."""
         await self.onboarding.require_known_tenant(session, tenant_id)
-        after = decode_cursor(cursor) if cursor else None
+        after = None
+        if cursor:
+            created, invitation_id = decode_cursor(cursor, 2)
+            after = (cursor_instant(created), cursor_uuid(invitation_id))
         rows = await repo.list_invitations(
             session, tenant_id, limit=limit + 1, after=after, status=status
         )
-        items = rows[:limit]
-        next_cursor = encode_cursor(items[-1]) if len(rows) > limit else None
-        return Page(items, next_cursor)
+        return next_page(rows, limit, lambda i: (i.created_at.isoformat(), i.id))
 
     async def resend(
         self, session: AsyncSession, tenant_id: UUID, invitation_id: UUID, *, by: str

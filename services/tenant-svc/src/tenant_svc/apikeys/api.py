@@ -10,6 +10,13 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from stellara_kit.auth import CurrentPrincipal
+from stellara_kit.pagination import (
+    Page,
+    cursor_instant,
+    cursor_uuid,
+    decode_cursor,
+    next_page,
+)
 from stellara_kit.problems import PROBLEM_JSON, Conflict, problem_responses
 from tenant_svc.apikeys import repository, service
 from tenant_svc.apikeys.schemas import (
@@ -20,13 +27,6 @@ from tenant_svc.apikeys.schemas import (
     VerifyResult,
 )
 from tenant_svc.deps import Ctx, Cursor, TenantRef, refuse_api_keys
-from tenant_svc.pagination import (
-    Page,
-    cursor_instant,
-    cursor_uuid,
-    decode_cursor,
-    encode_cursor,
-)
 from tenant_svc.tenants.api import IdempotencyKey
 
 router = APIRouter(tags=["api keys"])
@@ -116,13 +116,9 @@ async def list_api_keys(
         rows = await repository.list_page(
             session, tenant.id, include_revoked=include_revoked, after=after, limit=size + 1
         )
-    more = len(rows) > size
-    rows = rows[:size]
+    rows, next_cursor = next_page(rows, size, lambda k: (k.created_at.isoformat(), k.id))
     prefix = ctx.settings.api_key_prefix
-    return Page[ApiKeyOut](
-        items=[ApiKeyOut.of(k, prefix) for k in rows],
-        next_cursor=encode_cursor(rows[-1].created_at.isoformat(), rows[-1].id) if more else None,
-    )
+    return Page[ApiKeyOut](items=[ApiKeyOut.of(k, prefix) for k in rows], next_cursor=next_cursor)
 
 
 @router.get(

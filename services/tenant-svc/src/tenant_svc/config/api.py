@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from stellara_kit.auth import CurrentPrincipal
+from stellara_kit.pagination import Page, cursor_id, decode_cursor, next_page
 from stellara_kit.problems import problem_responses
 from tenant_svc.config import service
 from tenant_svc.config.catalogue import DOTTED_KEY_PATTERN, ConfigKey, split_key
@@ -24,7 +25,6 @@ from tenant_svc.config.schemas import (
 )
 from tenant_svc.deps import Ctx, Cursor, TenantRef, etag_of, expected_version, require_scope
 from tenant_svc.errors import InvalidConfig
-from tenant_svc.pagination import Page, cursor_id, decode_cursor, encode_cursor
 from tenant_svc.tenants.api import IdempotencyKey, IfMatch
 
 router = APIRouter(tags=["configuration"])
@@ -210,11 +210,9 @@ async def config_history(
         rows = await service.history(
             session, tenant.id, name=name, category=category, before_id=before, limit=size + 1
         )
-    more = len(rows) > size
-    rows = rows[:size]
+    rows, next_cursor = next_page(rows, size, lambda r: (r.id,))
     return Page[HistoryEntryOut](
-        items=[HistoryEntryOut.of(r) for r in rows],
-        next_cursor=encode_cursor(rows[-1].id) if more else None,
+        items=[HistoryEntryOut.of(r) for r in rows], next_cursor=next_cursor
     )
 
 

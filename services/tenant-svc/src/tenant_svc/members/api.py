@@ -8,6 +8,12 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from stellara_kit.auth import CurrentPrincipal
+from stellara_kit.pagination import (
+    Page,
+    cursor_instant,
+    decode_cursor,
+    next_page,
+)
 from stellara_kit.problems import Unprocessable, problem_responses
 from tenant_svc.deps import Ctx, Cursor, TenantRef, refuse_api_keys
 from tenant_svc.members import importing, service
@@ -18,12 +24,6 @@ from tenant_svc.members.schemas import (
     MemberOut,
     MemberRole,
     RoleChange,
-)
-from tenant_svc.pagination import (
-    Page,
-    cursor_instant,
-    decode_cursor,
-    encode_cursor,
 )
 from tenant_svc.tenants.api import IdempotencyKey
 
@@ -70,9 +70,7 @@ async def list_members(
         rows = await service.list_members(
             session, tenant.id, role=role, after=after, limit=size + 1
         )
-    more = len(rows) > size
-    rows = rows[:size]
-    next_cursor = encode_cursor(rows[-1].created_at.isoformat(), rows[-1].user_id) if more else None
+    rows, next_cursor = next_page(rows, size, lambda m: (m.created_at.isoformat(), m.user_id))
     return Page[MemberOut](items=[MemberOut.of(m) for m in rows], next_cursor=next_cursor)
 
 

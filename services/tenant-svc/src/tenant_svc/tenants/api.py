@@ -10,17 +10,17 @@ from fastapi.responses import JSONResponse
 
 from stellara_contracts.events import TenantStatus
 from stellara_kit.auth import CurrentPrincipal
-from stellara_kit.problems import problem_responses
-from tenant_svc.deps import Ctx, Cursor, TenantRef, etag_of, expected_version, require_scope
-from tenant_svc.errors import TenantNotFound
-from tenant_svc.idempotency import MAX_KEY_LENGTH
-from tenant_svc.pagination import (
+from stellara_kit.pagination import (
     Page,
     cursor_instant,
     cursor_uuid,
     decode_cursor,
-    encode_cursor,
+    next_page,
 )
+from stellara_kit.problems import problem_responses
+from tenant_svc.deps import Ctx, Cursor, TenantRef, etag_of, expected_version, require_scope
+from tenant_svc.errors import TenantNotFound
+from tenant_svc.idempotency import MAX_KEY_LENGTH
 from tenant_svc.tenants import repository, service
 from tenant_svc.tenants.schemas import (
     ReceivedEventOut,
@@ -167,9 +167,7 @@ async def list_tenants(
             after=after,
             limit=size + 1,
         )
-    more = len(rows) > size
-    rows = rows[:size]
-    next_cursor = encode_cursor(rows[-1].created_at.isoformat(), rows[-1].id) if more else None
+    rows, next_cursor = next_page(rows, size, lambda t: (t.created_at.isoformat(), t.id))
     return Page[TenantOut](items=[TenantOut.of(t) for t in rows], next_cursor=next_cursor)
 
 
@@ -369,8 +367,7 @@ async def list_received_events(
         before = (cursor_instant(received), cursor_uuid(event_id))
     async with ctx.tenant_unit(ref, principal, access="admin") as (session, tenant):
         rows = await repository.received_events(session, tenant.id, before=before, limit=size + 1)
-    more = len(rows) > size
-    rows = rows[:size]
+    rows, next_cursor = next_page(rows, size, lambda r: (r.received_at.isoformat(), r.event_id))
     return Page[ReceivedEventOut](
         items=[
             ReceivedEventOut(
@@ -382,7 +379,5 @@ async def list_received_events(
             )
             for r in rows
         ],
-        next_cursor=encode_cursor(rows[-1].received_at.isoformat(), rows[-1].event_id)
-        if more
-        else None,
+        next_cursor=next_cursor,
     )
