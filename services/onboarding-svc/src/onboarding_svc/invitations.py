@@ -223,7 +223,7 @@ class Invitations:
     async def _locked(
         self, session: AsyncSession, tenant_id: UUID, invitation_id: UUID
     ) -> Invitation:
-        invitation = await repo.get_invitation(session, tenant_id, invitation_id, for_update=True)
+        invitation = await repo.get_invitation(session, tenant_id, invitation_id, lock="update")
         if invitation is None:
             raise InvitationNotFound("No such invitation.")
         return invitation
@@ -252,7 +252,7 @@ class Invitations:
     ) -> Invitation:
         """Accept the invitation for ``user_id`` with the verified address ``email``; a refusal
         tells nothing of the tenant, and nothing of the invitation to someone it is not for."""
-        invitation = await repo.get_invitation_by_token(session, hash_token(token), for_update=True)
+        invitation = await repo.get_invitation_by_token(session, hash_token(token), lock="update")
         if invitation is None:
             raise InvitationTokenUnknown("No such invitation.")
         if not same_address(email, invitation.email):
@@ -317,7 +317,7 @@ class Invitations:
         """Record how sending went: ``sent`` (and announce it), or another try later with
         backoff, or ``failed`` after the last try. False when a resend superseded this mail."""
         invitation = await repo.get_invitation(
-            session, claim.tenant_id, claim.invitation_id, for_update=True
+            session, claim.tenant_id, claim.invitation_id, lock="update"
         )
         if invitation is None or invitation.token_hash != hash_token(claim.token):
             return False

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stellara_kit.auth import Principal
 from stellara_kit.bounds import INT32_MAX, bounded_int
 from stellara_kit.db import Database, set_tenant
+from stellara_kit.locks import RowLock
 from stellara_kit.problems import InsufficientScope
 from tenant_svc.config.catalogue import ConfigCatalogue
 from tenant_svc.errors import TenantNotFound
@@ -24,7 +25,6 @@ from tenant_svc.settings import Settings
 from tenant_svc.tenants import repository as tenants_repo
 
 Access = Literal["read", "admin", "platform"]
-Lock = Literal["update", "share"] | None
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Tenancy:
 
     @asynccontextmanager
     async def tenant_unit(
-        self, ref: str, principal: Principal, *, access: Access, lock: Lock = None
+        self, ref: str, principal: Principal, *, access: Access, lock: RowLock = None
     ) -> AsyncIterator[tuple[AsyncSession, Tenant]]:
         """One transaction on the tenant ``ref`` (id or slug), after authorizing the caller.
 
