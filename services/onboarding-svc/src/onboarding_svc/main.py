@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from onboarding_svc import api, events, models
 from onboarding_svc.background import ExpirySweeper, InvitationSender
 from onboarding_svc.definitions import load_catalogue
+from onboarding_svc.deps import OnboardingParts, tenant_units
 from onboarding_svc.errors import PROBLEMS
 from onboarding_svc.invitations import Invitations
 from onboarding_svc.mail import Mailer, SmtpMailer
@@ -52,8 +53,12 @@ def create_app(settings: Settings | None = None, *, mailer: Mailer | None = None
     )
     install_domain_errors(app, PROBLEMS)
     app.include_router(api.router)
-    app.state.services = api.Services(
-        db=runtime.db, onboarding=onboarding, invitations=invitations, sender=sender
+    app.state.parts = OnboardingParts(
+        db=runtime.db,
+        onboarding=onboarding,
+        invitations=invitations,
+        sender=sender,
+        tenant_unit=tenant_units(runtime.db),
     )
     app.state.tenant_events = tenant_events
     app.state.sweeper = sweeper

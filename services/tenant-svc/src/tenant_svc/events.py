@@ -22,14 +22,14 @@ from stellara_contracts.events import (
 )
 from stellara_kit.runtime import ServiceRuntime
 from tenant_svc import reactions
-from tenant_svc.deps import Tenancy
+from tenant_svc.deps import TenantParts
 
 log = logging.getLogger(__name__)
 
 Reaction = Callable[[AsyncSession, CloudEvent], Awaitable[str]]
 
 
-def register(runtime: ServiceRuntime, tenancy: Tenancy) -> None:
+def register(runtime: ServiceRuntime, tenancy: TenantParts) -> None:
     """Subscribe this service's handlers on the runtime's broker."""
     inbox = runtime.inbox
     assert inbox is not None

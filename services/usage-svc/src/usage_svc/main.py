@@ -15,7 +15,7 @@ from stellara_kit.runtime import ServiceRuntime
 from stellara_kit.tenant_directory import TenantDirectory
 from usage_svc import api, events, models
 from usage_svc.billing import BillingPeriodCloser
-from usage_svc.deps import UsageParts
+from usage_svc.deps import UsageParts, tenant_units
 from usage_svc.errors import PROBLEMS
 from usage_svc.ingest.consumer import IngestFaults, UsageIngester
 from usage_svc.maintenance import PartitionKeeper
@@ -58,8 +58,12 @@ def create_app(settings: Settings | None = None, *, faults: IngestFaults | None 
         "and billing figures.",
     )
     install_domain_errors(app, PROBLEMS)
-    app.state.usage = UsageParts(
-        settings=settings, db=runtime.db, directory=directory, meters=meters
+    app.state.parts = UsageParts(
+        settings=settings,
+        db=runtime.db,
+        directory=directory,
+        meters=meters,
+        tenant_unit=tenant_units(runtime.db, directory),
     )
     app.state.ingester = ingester
     app.state.billing = closer
