@@ -7,9 +7,13 @@ changing while the transaction reads; ``None``) and applies it with
 ``skip_locked=True``: a row another replica holds is passed over, not waited for.
 
 Advisory locks guard what has no row to lock (two first writes of a key, a
-relay's leadership): :func:`advisory_key` turns a name into the lock's key,
-the same in every process and release; :func:`advisory_xact_lock` holds one
-until the transaction ends.
+relay's leadership): :func:`advisory_xact_lock` holds one until the
+transaction ends; :func:`advisory_key` is the key of a lock a process holds on
+a connection of its own (the outbox relay's). Each lock keeps the key it has
+always had: a process of the previous release and one of this release,
+running side by side on one database, must still exclude each other.
+(Provisioning's cluster-wide lock, taken before any engine exists, keeps its
+own ``hashtext('stellara.provision')``, which processes of every release take.)
 """
 
 from __future__ import annotations
@@ -33,12 +37,14 @@ def with_row_lock(statement: S, lock: RowLock, *, skip_locked: bool = False) -> 
 
 
 def advisory_key(name: str) -> int:
-    """A stable advisory-lock key for ``name`` (its CRC-32)."""
+    """The advisory-lock key of a lock held on a connection of its own (the CRC-32 of
+    ``name``)."""
     return zlib.crc32(name.encode())
 
 
 async def advisory_xact_lock(session: AsyncSession, name: str) -> None:
-    """Wait for, then hold until the transaction ends, the advisory lock ``name``.
+    """Wait for, then hold until the transaction ends, the advisory lock ``name`` (keyed by
+    PostgreSQL's ``hashtextextended(name, 0)``).
 
     Taking it again in the same transaction is free."""
-    await session.execute(select(func.pg_advisory_xact_lock(advisory_key(name))))
+    await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(name, 0))))

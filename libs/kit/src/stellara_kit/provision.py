@@ -14,8 +14,6 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from stellara_kit.locks import advisory_key
-
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -61,7 +59,7 @@ async def provision_database(
     try:
         # roles are cluster-wide: provisioners running at once (parallel test runs, replicas
         # starting together) would otherwise race on the same role rows
-        await conn.execute("SELECT pg_advisory_lock($1)", advisory_key("stellara.provision"))
+        await conn.execute("SELECT pg_advisory_lock(hashtext('stellara.provision'))")
         await ensure_role(conn, roles.owner, password=password)
         await ensure_role(conn, roles.runtime, password=password)
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", roles.database)
