@@ -212,7 +212,7 @@ class Harness:
 
     async def published(self) -> list[CloudEvent]:
         """Everything the service has published to onboarding.events, once its outbox is empty."""
-        db = self.app.state.services.db
+        db = self.app.state.parts.db
 
         async def outbox_size() -> int:
             async with db.unscoped_transaction() as session:

@@ -23,7 +23,7 @@ async def delivery(svc: Harness, tenant_id: UUID, invitation_id: str, until: Any
 
 async def invite_quietly(svc: Harness, tenant_id: UUID, addresses: list[str]) -> None:
     """Create invitations without waking the service's own sender."""
-    services = svc.app.state.services
+    services = svc.app.state.parts
     async with services.db.transaction(tenant_id) as session:
         for address in addresses:
             await services.invitations.create(
@@ -111,7 +111,7 @@ class TestNoDoubleSending:
         async with start(**QUIET) as svc:
             tenant_id = await svc.create_tenant()
             await invite_quietly(svc, tenant_id, addresses)
-            services = svc.app.state.services
+            services = svc.app.state.parts
             slow, fast = RecordingMailer(hold_first=True), RecordingMailer()
             first = InvitationSender(services.db, services.invitations, slow, svc.settings)
             second = InvitationSender(services.db, services.invitations, fast, svc.settings)
@@ -141,7 +141,7 @@ class TestNoDoubleSending:
             (listed,) = (
                 await svc.client.get(f"/tenants/{tenant_id}/invitations", headers=svc.headers())
             ).json()["items"]
-            services = svc.app.state.services
+            services = svc.app.state.parts
             held = RecordingMailer(hold_first=True)
             sender = InvitationSender(services.db, services.invitations, held, svc.settings)
 
@@ -189,7 +189,7 @@ class TestSweeper:
             tenant_id = await svc.create_tenant()
             await invite_quietly(svc, tenant_id, addresses)
             await svc.sql("UPDATE invitations SET expires_at = now() - interval '1 second'")
-            services = svc.app.state.services
+            services = svc.app.state.parts
             sweepers = [
                 ExpirySweeper(services.db, services.invitations, svc.settings) for _ in range(2)
             ]
@@ -207,7 +207,7 @@ class TestSweeper:
             tenant_id = await svc.create_tenant()
             await invite_quietly(svc, tenant_id, ["late@acme.example"])
             await svc.sql("UPDATE invitations SET expires_at = now() - interval '1 second'")
-            services = svc.app.state.services
+            services = svc.app.state.parts
             mailer = RecordingMailer()
             sender = InvitationSender(services.db, services.invitations, mailer, svc.settings)
 

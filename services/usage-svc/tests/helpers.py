@@ -76,7 +76,7 @@ async def wait_for_tenant(app: FastAPI, tenant_id: UUID) -> TenantSnapshot:
     """Wait until the service's tenant directory holds the tenant (read from tenant.state)."""
 
     async def known() -> TenantSnapshot | None:
-        found: TenantSnapshot | None = app.state.usage.directory.get(tenant_id)
+        found: TenantSnapshot | None = app.state.parts.directory.get(tenant_id)
         return found
 
     found = await wait_for(known, until=lambda t: t is not None, timeout=20, interval=0.02)

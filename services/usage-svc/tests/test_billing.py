@@ -184,8 +184,8 @@ class TestPeriodClose:
         replica = BillingPeriodCloser(
             runtime=service.app.state.runtime,
             settings=service.settings,
-            directory=service.app.state.usage.directory,
-            meters=service.app.state.usage.meters,
+            directory=service.app.state.parts.directory,
+            meters=service.app.state.parts.meters,
         )
         assert await replica.close_period(last_month) == 0
         assert await closer.close_finished(datetime.now(UTC)) == 0

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -47,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stellara_contracts import CloudEvent, EventData, new_event, record_headers
 from stellara_kit.db import asyncpg_dsn
+from stellara_kit.locks import advisory_key
 from stellara_kit.logs import traceparent_var
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ class EventSink:
 
 def advisory_lock_key(name: str) -> int:
     """A stable 32-bit advisory-lock key for a relay name."""
-    return zlib.crc32(f"stellara-outbox:{name}".encode())
+    return advisory_key(f"stellara-outbox:{name}")
 
 
 class OutboxRelay:

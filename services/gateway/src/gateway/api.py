@@ -12,8 +12,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from gateway.deps import parts_of
 from gateway.routes import ROUTES, Route
-from gateway.service import Gateway
 from stellara_contracts import topics
 from stellara_contracts.generate import asyncapi_document
 
@@ -22,8 +22,7 @@ Endpoint = Callable[..., Awaitable[Response]]
 
 def _endpoint(route: Route) -> Endpoint:
     async def endpoint(request: Request) -> Response:
-        gateway: Gateway = request.app.state.gateway
-        return await gateway.handle(route, request)
+        return await parts_of(request).handle(route, request)
 
     endpoint.__name__ = route.operation_id
     return endpoint

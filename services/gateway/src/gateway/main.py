@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         asgi_middleware=True,  # the request-context middleware without a task per request
         check_bodies=False,  # bodies stream on to the owning service, which checks them
     )
-    app.state.gateway = Gateway(
+    app.state.parts = Gateway(
         settings,
         directory=directory,
         authenticator=authenticator,

@@ -9,16 +9,14 @@ principal: the person accepting.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, status
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Path, Query, status
 
 from onboarding_svc import errors
-from onboarding_svc.background import InvitationSender
-from onboarding_svc.invitations import Invitations, accepting_address
+from onboarding_svc.deps import InvitationId, OnboardingParts, Parts, TenantId
+from onboarding_svc.invitations import accepting_address
 from onboarding_svc.models import InvitationStatus
 from onboarding_svc.schemas import (
     AcceptedInvitation,
@@ -28,85 +26,11 @@ from onboarding_svc.schemas import (
     InvitationPage,
     OnboardingStatus,
 )
-from onboarding_svc.service import Onboarding
 from stellara_contracts.events import Role
 from stellara_kit.auth import CurrentPrincipal, Principal
-from stellara_kit.db import Database
-from stellara_kit.problems import Problem, problem_response, problem_responses
+from stellara_kit.problems import problem_responses
 
 router = APIRouter()
-
-
-@dataclass(frozen=True)
-class Services:
-    """What the routes need, built once in ``create_app``."""
-
-    db: Database
-    onboarding: Onboarding
-    invitations: Invitations
-    sender: InvitationSender
-
-
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
-ServicesDep = Annotated[Services, Depends(_services)]
-TenantId = Annotated[UUID, Path(description="The tenant's id.")]
-InvitationId = Annotated[UUID, Path(description="The invitation's id.")]
-
-# ------------------------------------------------------------------ errors, mapped in one place
-PROBLEMS: dict[type[errors.OnboardingError], tuple[int, str, str]] = {
-    errors.TenantUnknown: (404, "tenant-not-found", "Tenant not found"),
-    errors.TenantGone: (409, "tenant-deleted", "Tenant deleted"),
-    errors.OnboardingAlreadyStarted: (
-        409,
-        "onboarding-already-started",
-        "Onboarding already started",
-    ),
-    errors.OnboardingNotStarted: (404, "onboarding-not-started", "Onboarding not started"),
-    errors.OnboardingNotRunning: (409, "onboarding-not-running", "Onboarding not running"),
-    errors.UnknownStep: (422, "unknown-step", "Unknown step"),
-    errors.StepBlocked: (409, "step-blocked", "Step waits for others"),
-    errors.StepCompletesAutomatically: (
-        409,
-        "step-completes-automatically",
-        "Step completes by itself",
-    ),
-    errors.StepNotSkippable: (422, "step-not-skippable", "Step cannot be skipped"),
-    errors.InvitationNotFound: (404, "invitation-not-found", "Invitation not found"),
-    errors.InvitationAlreadyOpen: (409, "invitation-already-open", "Invitation already open"),
-    errors.InvitationClosed: (409, "invitation-closed", "Invitation closed"),
-    errors.InvitationTokenUnknown: (404, "invitation-not-found", "Invitation not found"),
-    errors.InvitationTokenExpired: (410, "invitation-expired", "Invitation expired"),
-    errors.InvitationTokenUsed: (409, "invitation-already-accepted", "Invitation already accepted"),
-    errors.InvitationTokenRevoked: (409, "invitation-revoked", "Invitation revoked"),
-    errors.InvitationEmailRequired: (403, "invitation-email-required", "Email address needed"),
-    errors.InvitationEmailUnverified: (
-        403,
-        "invitation-email-unverified",
-        "Email address not verified",
-    ),
-    errors.InvitationEmailMismatch: (
-        403,
-        "invitation-email-mismatch",
-        "Invitation for another address",
-    ),
-}
-
-
-def problem_for(error: errors.OnboardingError) -> Problem:
-    status_code, slug, title = PROBLEMS.get(type(error), (400, "bad-request", "Bad request"))
-    return Problem(error.detail, status=status_code, slug=slug, title=title, **error.facts)
-
-
-def install_error_mapping(app: FastAPI) -> None:
-    async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, errors.OnboardingError)
-        return problem_response(problem_for(exc), request)
-
-    app.add_exception_handler(errors.OnboardingError, on_domain_error)
 
 
 # ------------------------------------------------------------------ onboarding
@@ -119,13 +43,12 @@ def install_error_mapping(app: FastAPI) -> None:
     responses=problem_responses(401, 403, 404, 409),
 )
 async def start_onboarding(
-    tenant_id: TenantId, principal: CurrentPrincipal, services: ServicesDep
+    tenant_id: TenantId, principal: CurrentPrincipal, parts: Parts
 ) -> OnboardingStatus:
     """Start the onboarding workflow of the tenant's plan (409 if it is running or finished).
     Onboarding also starts by itself when the tenant is created."""
-    principal.require_admin(tenant_id)
-    async with services.db.transaction(tenant_id) as session:
-        view = await services.onboarding.start(session, tenant_id, started_by=principal.subject)
+    async with parts.tenant_unit(tenant_id, principal, access="admin") as (session, _):
+        view = await parts.onboarding.start(session, tenant_id, started_by=principal.subject)
         return OnboardingStatus.of(view)
 
 
@@ -137,13 +60,12 @@ async def start_onboarding(
     responses=problem_responses(401, 404, 409),
 )
 async def onboarding_status(
-    tenant_id: TenantId, principal: CurrentPrincipal, services: ServicesDep
+    tenant_id: TenantId, principal: CurrentPrincipal, parts: Parts
 ) -> OnboardingStatus:
     """Every step with its status, timestamps and who completed it; percent complete; the steps
     that can be worked on next."""
-    principal.require_read(tenant_id)
-    async with services.db.transaction(tenant_id) as session:
-        return OnboardingStatus.of(await services.onboarding.status(session, tenant_id))
+    async with parts.tenant_unit(tenant_id, principal, access="read") as (session, _):
+        return OnboardingStatus.of(await parts.onboarding.status(session, tenant_id))
 
 
 @router.post(
@@ -154,13 +76,12 @@ async def onboarding_status(
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def complete_step(
-    tenant_id: TenantId, body: CompleteStep, principal: CurrentPrincipal, services: ServicesDep
+    tenant_id: TenantId, body: CompleteStep, principal: CurrentPrincipal, parts: Parts
 ) -> OnboardingStatus:
     """Complete a manual step (or skip an optional one with `skip: true`). Unknown step: 422;
     dependencies not done: 409 naming them; repeating a completed step changes nothing."""
-    principal.require_admin(tenant_id)
-    async with services.db.transaction(tenant_id) as session:
-        view = await services.onboarding.complete_step(
+    async with parts.tenant_unit(tenant_id, principal, access="admin") as (session, _):
+        view = await parts.onboarding.complete_step(
             session,
             tenant_id,
             body.step_key,
@@ -181,17 +102,16 @@ async def complete_step(
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def create_invitation(
-    tenant_id: TenantId, body: InvitationIn, principal: CurrentPrincipal, services: ServicesDep
+    tenant_id: TenantId, body: InvitationIn, principal: CurrentPrincipal, parts: Parts
 ) -> InvitationOut:
     """Create an invitation; its mail with the accept link goes out in the background
     (see `delivery_state`)."""
-    principal.require_admin(tenant_id)
-    async with services.db.transaction(tenant_id) as session:
-        invitation = await services.invitations.create(
+    async with parts.tenant_unit(tenant_id, principal, access="admin") as (session, _):
+        invitation = await parts.invitations.create(
             session, tenant_id, email=body.email, role=Role(body.role), by=principal.subject
         )
         result = InvitationOut.of(invitation)
-    services.sender.wake()
+    parts.sender.wake()
     return result
 
 
@@ -205,7 +125,7 @@ async def create_invitation(
 async def list_invitations(
     tenant_id: TenantId,
     principal: CurrentPrincipal,
-    services: ServicesDep,
+    parts: Parts,
     limit: Annotated[int, Query(ge=1, le=200, description="Page size.")] = 50,
     cursor: Annotated[str | None, Query(max_length=200, description="From `next_cursor`.")] = None,
     status_filter: Annotated[
@@ -213,22 +133,11 @@ async def list_invitations(
     ] = None,
 ) -> InvitationPage:
     """The tenant's invitations, oldest first, with the delivery state of each mail."""
-    principal.require_admin(tenant_id)
-    async with services.db.transaction(tenant_id) as session:
-        try:
-            page = await services.invitations.list(
-                session, tenant_id, limit=limit, cursor=cursor, status=status_filter
-            )
-        except ValueError as exc:
-            raise Problem(
-                "The cursor is not valid; start again without it.",
-                status=400,
-                slug="bad-cursor",
-                title="Bad cursor",
-            ) from exc
-        return InvitationPage(
-            items=[InvitationOut.of(i) for i in page.items], next_cursor=page.next_cursor
+    async with parts.tenant_unit(tenant_id, principal, access="admin") as (session, _):
+        rows, next_cursor = await parts.invitations.list(
+            session, tenant_id, limit=limit, cursor=cursor, status=status_filter
         )
+        return InvitationPage(items=[InvitationOut.of(i) for i in rows], next_cursor=next_cursor)
 
 
 @router.get(
@@ -242,12 +151,11 @@ async def get_invitation(
     tenant_id: TenantId,
     invitation_id: InvitationId,
     principal: CurrentPrincipal,
-    services: ServicesDep,
+    parts: Parts,
 ) -> InvitationOut:
     """An invitation with the delivery state of its mail."""
-    principal.require_admin(tenant_id)
-    async with services.db.transaction(tenant_id) as session:
-        return InvitationOut.of(await services.invitations.get(session, tenant_id, invitation_id))
+    async with parts.tenant_unit(tenant_id, principal, access="admin") as (session, _):
+        return InvitationOut.of(await parts.invitations.get(session, tenant_id, invitation_id))
 
 
 @router.post(
@@ -261,26 +169,24 @@ async def resend_invitation(
     tenant_id: TenantId,
     invitation_id: InvitationId,
     principal: CurrentPrincipal,
-    services: ServicesDep,
+    parts: Parts,
 ) -> InvitationOut:
     """Queue the mail again with a fresh expiry and a new link (the previous link stops working
     once the new mail is sent). Accepted, revoked or expired invitations: 409."""
-    principal.require_admin(tenant_id)
-    async with services.db.transaction(tenant_id) as session:
-        invitation = await services.invitations.resend(
+    async with parts.tenant_unit(tenant_id, principal, access="admin") as (session, _):
+        invitation = await parts.invitations.resend(
             session, tenant_id, invitation_id, by=principal.subject
         )
         result = InvitationOut.of(invitation)
-    services.sender.wake()
+    parts.sender.wake()
     return result
 
 
 async def _revoke(
-    tenant_id: UUID, invitation_id: UUID, principal: Principal, services: Services
+    tenant_id: UUID, invitation_id: UUID, principal: Principal, parts: OnboardingParts
 ) -> InvitationOut:
-    principal.require_admin(tenant_id)
-    async with services.db.transaction(tenant_id) as session:
-        invitation = await services.invitations.revoke(
+    async with parts.tenant_unit(tenant_id, principal, access="admin") as (session, _):
+        invitation = await parts.invitations.revoke(
             session, tenant_id, invitation_id, by=principal.subject
         )
         return InvitationOut.of(invitation)
@@ -297,11 +203,11 @@ async def revoke_invitation(
     tenant_id: TenantId,
     invitation_id: InvitationId,
     principal: CurrentPrincipal,
-    services: ServicesDep,
+    parts: Parts,
 ) -> InvitationOut:
     """Revoke an open invitation: its link stops working. Revoking again changes nothing;
     an accepted or expired invitation: 409."""
-    return await _revoke(tenant_id, invitation_id, principal, services)
+    return await _revoke(tenant_id, invitation_id, principal, parts)
 
 
 @router.post(
@@ -315,10 +221,10 @@ async def revoke_invitation_post(
     tenant_id: TenantId,
     invitation_id: InvitationId,
     principal: CurrentPrincipal,
-    services: ServicesDep,
+    parts: Parts,
 ) -> InvitationOut:
     """The same as `DELETE /tenants/{id}/invitations/{invitation_id}`."""
-    return await _revoke(tenant_id, invitation_id, principal, services)
+    return await _revoke(tenant_id, invitation_id, principal, parts)
 
 
 @router.post(
@@ -331,7 +237,7 @@ async def revoke_invitation_post(
 async def accept_invitation(
     token: Annotated[str, Path(description="The token from the invitation email.")],
     principal: CurrentPrincipal,
-    services: ServicesDep,
+    parts: Parts,
 ) -> AcceptedInvitation:
     """Accept as the calling user, whose token must carry the invited address as a verified
     email (case-insensitive). No email, an unverified one or another address: 403; unknown: 404;
@@ -341,10 +247,10 @@ async def accept_invitation(
     if not 16 <= len(token) <= 128:
         raise errors.InvitationTokenUnknown("No such invitation.")
     # which tenant the token belongs to is the one cross-tenant question; the rest runs under RLS
-    async with services.db.system_transaction() as session:
-        tenant_id = await services.invitations.tenant_of_token(session, token)
-    async with services.db.transaction(tenant_id) as session:
-        invitation = await services.invitations.accept(
+    async with parts.db.system_transaction() as session:
+        tenant_id = await parts.invitations.tenant_of_token(session, token)
+    async with parts.db.transaction(tenant_id) as session:
+        invitation = await parts.invitations.accept(
             session, token, user_id=principal.subject, email=email
         )
         assert invitation.accepted_at is not None and invitation.accepted_by is not None

@@ -1,21 +1,21 @@
-"""Domain errors of onboarding-svc; ``api.py`` maps each to a problem response in one place."""
+"""Domain errors of onboarding-svc, and the one table that makes them problem responses.
+
+Services raise these with the facts a caller can act on (keyword ``extensions``,
+which land in the problem body); :data:`PROBLEMS` maps each class to its
+status, slug and title (:mod:`stellara_kit.errors`).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from stellara_kit.errors import DomainError, ProblemType, TenantNotFound
 
 
-class OnboardingError(Exception):
-    """An error a caller can act on; ``facts`` become problem extension members."""
-
-    def __init__(self, detail: str, **facts: Any) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.facts = facts
+class OnboardingError(DomainError):
+    """An error a caller can act on."""
 
 
 # ------------------------------------------------------------------ tenants and workflows
-class TenantUnknown(OnboardingError):
+class TenantUnknown(OnboardingError, TenantNotFound):
     """The tenant does not exist (or its TenantCreated has not arrived yet)."""
 
 
@@ -90,3 +90,42 @@ class InvitationEmailUnverified(OnboardingError):
 
 class InvitationEmailMismatch(OnboardingError):
     """The invitation was sent to another address than the accepting user's."""
+
+
+#: domain error → (status, slug, title); the one mapping of the service
+PROBLEMS: dict[type[DomainError], ProblemType] = {
+    TenantGone: (409, "tenant-deleted", "Tenant deleted"),
+    OnboardingAlreadyStarted: (
+        409,
+        "onboarding-already-started",
+        "Onboarding already started",
+    ),
+    OnboardingNotStarted: (404, "onboarding-not-started", "Onboarding not started"),
+    OnboardingNotRunning: (409, "onboarding-not-running", "Onboarding not running"),
+    UnknownStep: (422, "unknown-step", "Unknown step"),
+    StepBlocked: (409, "step-blocked", "Step waits for others"),
+    StepCompletesAutomatically: (
+        409,
+        "step-completes-automatically",
+        "Step completes by itself",
+    ),
+    StepNotSkippable: (422, "step-not-skippable", "Step cannot be skipped"),
+    InvitationNotFound: (404, "invitation-not-found", "Invitation not found"),
+    InvitationAlreadyOpen: (409, "invitation-already-open", "Invitation already open"),
+    InvitationClosed: (409, "invitation-closed", "Invitation closed"),
+    InvitationTokenUnknown: (404, "invitation-not-found", "Invitation not found"),
+    InvitationTokenExpired: (410, "invitation-expired", "Invitation expired"),
+    InvitationTokenUsed: (409, "invitation-already-accepted", "Invitation already accepted"),
+    InvitationTokenRevoked: (409, "invitation-revoked", "Invitation revoked"),
+    InvitationEmailRequired: (403, "invitation-email-required", "Email address needed"),
+    InvitationEmailUnverified: (
+        403,
+        "invitation-email-unverified",
+        "Email address not verified",
+    ),
+    InvitationEmailMismatch: (
+        403,
+        "invitation-email-mismatch",
+        "Invitation for another address",
+    ),
+}

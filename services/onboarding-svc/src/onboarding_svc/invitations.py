@@ -17,7 +17,6 @@ surrounding spaces ignored (no other rewriting: dots and ``+tags`` count).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import secrets
 import uuid
@@ -52,8 +51,8 @@ from stellara_contracts.events import (
     TenantDeletedEvent,
 )
 from stellara_kit.auth import Principal
-from stellara_kit.bounds import supported_instant
 from stellara_kit.outbox import EventSink
+from stellara_kit.pagination import cursor_instant, cursor_uuid, decode_cursor, next_page
 
 TOKEN_BYTES = 32
 
@@ -98,30 +97,6 @@ class DeliveryClaim:
     expires_at: datetime
     attempt: int
     token: str
-
-
-@dataclass(frozen=True)
-class Page:
-    items: list[Invitation]
-    next_cursor: str | None
-
-
-def encode_cursor(invitation: Invitation) -> str:
-    raw = f"{invitation.created_at.isoformat()}|{invitation.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    """The position a cursor names; ValueError when it is not one of ours."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, _, ident = raw.partition("|")
-        instant, position = supported_instant(datetime.fromisoformat(created)), UUID(ident)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError("not a valid cursor") from exc
-    if instant is None:
-        raise ValueError("not a valid cursor")
-    return instant, position
 
 
 class Invitations:
@@ -195,15 +170,17 @@ class Invitations:
         limit: int,
         cursor: str | None = None,
         status: InvitationStatus | None = None,
-    ) -> Page:
+    ) -> tuple[list[Invitation], str | None]:
+        """A page of the tenant's invitations, oldest first, and the cursor of the next one."""
         await self.onboarding.require_known_tenant(session, tenant_id)
-        after = decode_cursor(cursor) if cursor else None
+        after = None
+        if cursor:
+            created, invitation_id = decode_cursor(cursor, 2)
+            after = (cursor_instant(created), cursor_uuid(invitation_id))
         rows = await repo.list_invitations(
             session, tenant_id, limit=limit + 1, after=after, status=status
         )
-        items = rows[:limit]
-        next_cursor = encode_cursor(items[-1]) if len(rows) > limit else None
-        return Page(items, next_cursor)
+        return next_page(rows, limit, lambda i: (i.created_at.isoformat(), i.id))
 
     async def resend(
         self, session: AsyncSession, tenant_id: UUID, invitation_id: UUID, *, by: str
@@ -246,7 +223,7 @@ class Invitations:
     async def _locked(
         self, session: AsyncSession, tenant_id: UUID, invitation_id: UUID
     ) -> Invitation:
-        invitation = await repo.get_invitation(session, tenant_id, invitation_id, for_update=True)
+        invitation = await repo.get_invitation(session, tenant_id, invitation_id, lock="update")
         if invitation is None:
             raise InvitationNotFound("No such invitation.")
         return invitation
@@ -275,7 +252,7 @@ class Invitations:
     ) -> Invitation:
         """Accept the invitation for ``user_id`` with the verified address ``email``; a refusal
         tells nothing of the tenant, and nothing of the invitation to someone it is not for."""
-        invitation = await repo.get_invitation_by_token(session, hash_token(token), for_update=True)
+        invitation = await repo.get_invitation_by_token(session, hash_token(token), lock="update")
         if invitation is None:
             raise InvitationTokenUnknown("No such invitation.")
         if not same_address(email, invitation.email):
@@ -340,7 +317,7 @@ class Invitations:
         """Record how sending went: ``sent`` (and announce it), or another try later with
         backoff, or ``failed`` after the last try. False when a resend superseded this mail."""
         invitation = await repo.get_invitation(
-            session, claim.tenant_id, claim.invitation_id, for_update=True
+            session, claim.tenant_id, claim.invitation_id, lock="update"
         )
         if invitation is None or invitation.token_hash != hash_token(claim.token):
             return False

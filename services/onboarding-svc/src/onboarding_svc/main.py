@@ -10,10 +10,13 @@ from fastapi import FastAPI
 from onboarding_svc import api, events, models
 from onboarding_svc.background import ExpirySweeper, InvitationSender
 from onboarding_svc.definitions import load_catalogue
+from onboarding_svc.deps import OnboardingParts, tenant_units
+from onboarding_svc.errors import PROBLEMS
 from onboarding_svc.invitations import Invitations
 from onboarding_svc.mail import Mailer, SmtpMailer
 from onboarding_svc.service import Onboarding
 from onboarding_svc.settings import Settings
+from stellara_kit.errors import install_domain_errors
 from stellara_kit.runtime import ServiceRuntime
 
 
@@ -45,10 +48,14 @@ def create_app(settings: Settings | None = None, *, mailer: Mailer | None = None
         title="Stellara onboarding-svc",
         description="Onboarding workflows and admin invitations.",
     )
-    api.install_error_mapping(app)
+    install_domain_errors(app, PROBLEMS)
     app.include_router(api.router)
-    app.state.services = api.Services(
-        db=runtime.db, onboarding=onboarding, invitations=invitations, sender=sender
+    app.state.parts = OnboardingParts(
+        db=runtime.db,
+        onboarding=onboarding,
+        invitations=invitations,
+        sender=sender,
+        tenant_unit=tenant_units(runtime.db),
     )
     app.state.tenant_events = tenant_events
     app.state.sweeper = sweeper

@@ -17,15 +17,15 @@ from onboarding_svc.models import (
     Tenant,
     Workflow,
 )
+from stellara_kit.locks import RowLock, with_row_lock
 
 
 # ------------------------------------------------------------------ tenants
 async def get_tenant(
-    session: AsyncSession, tenant_id: UUID, *, for_update: bool = False
+    session: AsyncSession, tenant_id: UUID, *, lock: RowLock = None
 ) -> Tenant | None:
     statement = select(Tenant).where(Tenant.tenant_id == tenant_id)
-    if for_update:
-        statement = statement.with_for_update()
+    statement = with_row_lock(statement, lock)
     return (await session.execute(statement)).scalar_one_or_none()
 
 
@@ -37,11 +37,10 @@ async def add(session: AsyncSession, *rows: object) -> None:
 
 # ------------------------------------------------------------------ workflows
 async def get_workflow(
-    session: AsyncSession, tenant_id: UUID, *, for_update: bool = False
+    session: AsyncSession, tenant_id: UUID, *, lock: RowLock = None
 ) -> Workflow | None:
     statement = select(Workflow).where(Workflow.tenant_id == tenant_id)
-    if for_update:
-        statement = statement.with_for_update()
+    statement = with_row_lock(statement, lock)
     return (await session.execute(statement)).scalar_one_or_none()
 
 
@@ -52,13 +51,12 @@ async def list_steps(session: AsyncSession, workflow_id: UUID) -> list[Step]:
 
 # ------------------------------------------------------------------ invitations
 async def get_invitation(
-    session: AsyncSession, tenant_id: UUID, invitation_id: UUID, *, for_update: bool = False
+    session: AsyncSession, tenant_id: UUID, invitation_id: UUID, *, lock: RowLock = None
 ) -> Invitation | None:
     statement = select(Invitation).where(
         Invitation.tenant_id == tenant_id, Invitation.id == invitation_id
     )
-    if for_update:
-        statement = statement.with_for_update()
+    statement = with_row_lock(statement, lock)
     return (await session.execute(statement)).scalar_one_or_none()
 
 
@@ -98,22 +96,20 @@ async def tenant_of_token(session: AsyncSession, token_hash: bytes) -> UUID | No
 
 
 async def get_invitation_by_token(
-    session: AsyncSession, token_hash: bytes, *, for_update: bool = False
+    session: AsyncSession, token_hash: bytes, *, lock: RowLock = None
 ) -> Invitation | None:
     statement = select(Invitation).where(Invitation.token_hash == token_hash)
-    if for_update:
-        statement = statement.with_for_update()
+    statement = with_row_lock(statement, lock)
     return (await session.execute(statement)).scalar_one_or_none()
 
 
 async def open_invitations(
-    session: AsyncSession, tenant_id: UUID, *, for_update: bool = False
+    session: AsyncSession, tenant_id: UUID, *, lock: RowLock = None
 ) -> list[Invitation]:
     statement = select(Invitation).where(
         Invitation.tenant_id == tenant_id, Invitation.status == InvitationStatus.PENDING
     )
-    if for_update:
-        statement = statement.with_for_update()
+    statement = with_row_lock(statement, lock)
     return list((await session.execute(statement)).scalars())
 
 
@@ -129,8 +125,8 @@ async def claim_due_delivery(session: AsyncSession, now: datetime) -> Invitation
         )
         .order_by(Invitation.next_delivery_at)
         .limit(1)
-        .with_for_update(skip_locked=True)
     )
+    statement = with_row_lock(statement, "update", skip_locked=True)
     return (await session.execute(statement)).scalar_one_or_none()
 
 
@@ -143,8 +139,8 @@ async def claim_expired(
         .where(Invitation.status == InvitationStatus.PENDING, Invitation.expires_at <= now)
         .order_by(Invitation.expires_at)
         .limit(limit)
-        .with_for_update(skip_locked=True)
     )
+    statement = with_row_lock(statement, "update", skip_locked=True)
     return list((await session.execute(statement)).scalars())
 
 

@@ -12,6 +12,7 @@ from onboarding_svc.definitions import STEP_KEY_PATTERN
 from onboarding_svc.models import DeliveryState, Invitation, InvitationStatus, Step, StepStatus
 from onboarding_svc.service import WorkflowView
 from stellara_contracts.patterns import EMAIL_MAX_LENGTH, EMAIL_PATTERN
+from stellara_kit.pagination import Page
 
 _TENANT = "5b0c8f5e-6a53-4a0e-9a0e-2f1f3a0b6c11"
 _WORKFLOW = "a9b8c7d6-e5f4-4a3b-8c2d-1e0f9a8b7c6d"
@@ -188,10 +189,9 @@ class InvitationOut(BaseModel):
         )
 
 
-class InvitationPage(BaseModel):
+class InvitationPage(Page[InvitationOut]):
     """A page of invitations, oldest first."""
 
-    items: list[InvitationOut]
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null on the last page.", examples=[None]
     )

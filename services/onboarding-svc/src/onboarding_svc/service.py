@@ -116,7 +116,7 @@ class Onboarding:
         """Keep the copy of the tenant current; start or cancel onboarding on create/delete."""
         data = event.data
         tenant_id: UUID = data.tenant_id
-        tenant = await repo.get_tenant(session, tenant_id, for_update=True)
+        tenant = await repo.get_tenant(session, tenant_id, lock="update")
         if isinstance(data, TenantCreated):
             if tenant is None:
                 tenant = Tenant(
@@ -177,7 +177,7 @@ class Onboarding:
         self, session: AsyncSession, tenant_id: UUID, *, started_by: str
     ) -> WorkflowView:
         """Start the tenant's onboarding with its plan's workflow."""
-        tenant = await repo.get_tenant(session, tenant_id, for_update=True)
+        tenant = await repo.get_tenant(session, tenant_id, lock="update")
         if tenant is None:
             raise TenantUnknown("No such tenant.")
         if tenant.status == TenantStatus.DELETED:
@@ -241,7 +241,7 @@ class Onboarding:
         return WorkflowView(workflow, await repo.list_steps(session, workflow.id))
 
     async def _locked(self, session: AsyncSession, tenant_id: UUID) -> WorkflowView | None:
-        workflow = await repo.get_workflow(session, tenant_id, for_update=True)
+        workflow = await repo.get_workflow(session, tenant_id, lock="update")
         if workflow is None:
             return None
         return WorkflowView(workflow, await repo.list_steps(session, workflow.id))

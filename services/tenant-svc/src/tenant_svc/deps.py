@@ -1,34 +1,30 @@
-"""What routes share: the service's parts, the unit of work on one tenant, ETags, scopes."""
+"""What routes share: the service's parts, the unit of work on one tenant, ETags, scopes,
+the ``If-Match`` and ``Idempotency-Key`` headers."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Literal
-from uuid import UUID
+from typing import Annotated
 
-from fastapi import Depends, Path, Query, Request, Response
+from fastapi import Depends, Header, Path, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stellara_kit.auth import Principal
 from stellara_kit.bounds import INT32_MAX, bounded_int
-from stellara_kit.db import Database, set_tenant
+from stellara_kit.db import Database
 from stellara_kit.outbox import EventSink
 from stellara_kit.problems import InsufficientScope
+from stellara_kit.tenant_unit import TenantUnits
 from tenant_svc.config.catalogue import ConfigCatalogue
-from tenant_svc.errors import TenantNotFound
-from tenant_svc.idempotency import IdempotencyStore, idempotent
+from tenant_svc.idempotency import MAX_KEY_LENGTH, IdempotencyStore, idempotent
 from tenant_svc.models import Tenant
 from tenant_svc.settings import Settings
 from tenant_svc.tenants import repository as tenants_repo
 
-Access = Literal["read", "admin", "platform"]
-Lock = Literal["update", "share"] | None
-
 
 @dataclass(frozen=True)
-class Tenancy:
+class TenantParts:
     """The parts of the service a request needs, built once in ``create_app``."""
 
     settings: Settings
@@ -36,33 +32,9 @@ class Tenancy:
     sink: EventSink
     catalogue: ConfigCatalogue
     idempotency: IdempotencyStore
-
-    @asynccontextmanager
-    async def tenant_unit(
-        self, ref: str, principal: Principal, *, access: Access, lock: Lock = None
-    ) -> AsyncIterator[tuple[AsyncSession, Tenant]]:
-        """One transaction on the tenant ``ref`` (id or slug), after authorizing the caller.
-
-        The tenant context for row-level security is set before any tenant-scoped
-        table is touched; a tenant the caller may not see is a 404, like one that
-        does not exist.
-        """
-        tenant_id = parse_uuid(ref)
-        if tenant_id is not None:
-            _authorize(principal, tenant_id, access)
-            async with self.db.transaction(tenant_id) as session:
-                tenant = await tenants_repo.get(session, tenant_id, lock=lock)
-                if tenant is None:
-                    raise TenantNotFound("No such tenant.")
-                yield session, tenant
-            return
-        async with self.db.unscoped_transaction() as session:
-            tenant = await tenants_repo.get_by_slug(session, ref, lock=lock)
-            if tenant is None:
-                raise TenantNotFound("No such tenant.")
-            _authorize(principal, tenant.id, access)
-            await set_tenant(session, tenant.id)
-            yield session, tenant
+    #: ``async with parts.tenant_unit(ref, principal, access=…, lock=…) as (session, tenant)``:
+    #: one transaction on the tenant ``ref`` (id or slug), after authorizing the caller
+    tenant_unit: TenantUnits[Tenant]
 
     async def write(
         self,
@@ -79,21 +51,9 @@ class Tenancy:
         )
 
 
-def _authorize(principal: Principal, tenant_id: UUID, access: Access) -> None:
-    if access == "read":
-        principal.require_read(tenant_id)
-    elif access == "admin":
-        principal.require_admin(tenant_id)
-    else:
-        principal.require_read(tenant_id)
-        principal.require_platform_admin()
-
-
-def parse_uuid(value: str) -> UUID | None:
-    try:
-        return UUID(value)
-    except ValueError:
-        return None
+def tenant_units(db: Database) -> TenantUnits[Tenant]:
+    """Units of work on a tenant of tenant-svc: by id under row-level security, or by slug."""
+    return TenantUnits(db, by_id=tenants_repo.get, by_slug=tenants_repo.get_by_slug)
 
 
 def require_scope(principal: Principal, scope: str) -> None:
@@ -110,13 +70,13 @@ def refuse_api_keys(principal: Principal) -> None:
         )
 
 
-def tenancy(request: Request) -> Tenancy:
-    parts: Tenancy = request.app.state.tenancy
+def _parts(request: Request) -> TenantParts:
+    parts: TenantParts = request.app.state.parts
     return parts
 
 
-#: ``ctx: Ctx`` in a route signature
-Ctx = Annotated[Tenancy, Depends(tenancy)]
+#: ``parts: Parts`` in a route signature
+Parts = Annotated[TenantParts, Depends(_parts)]
 
 #: the ``{id}`` path segment: a tenant id, or a slug
 TenantRef = Annotated[
@@ -127,6 +87,27 @@ TenantRef = Annotated[
         examples=["5b0c8f5e-6a53-4a0e-9a0e-2f1f3a0b6c11"],
         min_length=1,
         max_length=63 * 2,
+    ),
+]
+
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        description="ETag of the version you read; a stale one gets 412 and changes nothing.",
+        examples=['"3"'],
+    ),
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Send the same key to retry safely: the first response is replayed; "
+        f"the same key with a different body is a 422. 1 to {MAX_KEY_LENGTH} printable "
+        "characters (else 400 `bad-idempotency-key`); a new key for each new request.",
+        examples=["4f1c7e2a-0d9b-4d6e-8a51-93c0a3f7e2b1"],
+        # documented, not validated here: the idempotency guard answers 400 with its own code
+        json_schema_extra={"minLength": 1, "maxLength": MAX_KEY_LENGTH},
     ),
 ]
 

@@ -1,31 +1,16 @@
-"""Domain errors of tenant-svc, and the one place they become problem responses.
+"""Domain errors of tenant-svc, and the one table that makes them problem responses.
 
 Services raise these with the facts a caller can act on (as keyword
-``extensions``, which land in the problem body); :func:`to_problem` maps each
-class to its status, slug and title.
+``extensions``, which land in the problem body); :data:`PROBLEMS` maps each
+class to its status, slug and title (:mod:`stellara_kit.errors`).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-
-from stellara_kit.problems import Problem, problem_response
-
-
-class DomainError(Exception):
-    """A rule of the domain refused an operation."""
-
-    def __init__(self, detail: str, **extensions: Any) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.extensions = extensions
-
-
-class TenantNotFound(DomainError):
-    pass
+from stellara_kit.errors import BadCursor as BadCursor
+from stellara_kit.errors import DomainError as DomainError
+from stellara_kit.errors import ProblemType
+from stellara_kit.errors import TenantNotFound as TenantNotFound
 
 
 class SlugUnavailable(DomainError):
@@ -84,10 +69,6 @@ class InvalidApiKey(DomainError):
     """Scopes or expiry of a new API key the rules refuse."""
 
 
-class BadCursor(DomainError):
-    pass
-
-
 class IdempotencyMismatch(DomainError):
     """The same ``Idempotency-Key`` came with a different request."""
 
@@ -97,8 +78,7 @@ class BadIdempotencyKey(DomainError):
 
 
 #: domain error → (status, slug, title); the one mapping of the service
-PROBLEMS: dict[type[DomainError], tuple[int, str, str]] = {
-    TenantNotFound: (404, "tenant-not-found", "Tenant not found"),
+PROBLEMS: dict[type[DomainError], ProblemType] = {
     ConfigKeyNotFound: (404, "config-key-not-found", "Configuration key not found"),
     ConfigVersionNotFound: (404, "config-version-not-found", "Configuration version not found"),
     MemberNotFound: (404, "member-not-found", "Member not found"),
@@ -114,24 +94,5 @@ PROBLEMS: dict[type[DomainError], tuple[int, str, str]] = {
     InvalidMember: (422, "invalid-member", "Invalid member"),
     InvalidApiKey: (422, "invalid-api-key", "Invalid API key request"),
     IdempotencyMismatch: (422, "idempotency-key-reused", "Idempotency key reused"),
-    BadCursor: (400, "bad-cursor", "Bad cursor"),
     BadIdempotencyKey: (400, "bad-idempotency-key", "Bad Idempotency-Key"),
 }
-
-
-def to_problem(error: DomainError) -> Problem:
-    for cls in type(error).__mro__:
-        if cls in PROBLEMS:
-            status, slug, title = PROBLEMS[cls]
-            problem = Problem(error.detail, status=status, slug=slug, title=title)
-            problem.extensions.update(error.extensions)  # may hold e.g. a tenant's `slug`
-            return problem
-    return Problem(error.detail, status=400)
-
-
-def install_domain_error_handler(app: FastAPI) -> None:
-    async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, DomainError)
-        return problem_response(to_problem(exc), request)
-
-    app.add_exception_handler(DomainError, on_domain_error)

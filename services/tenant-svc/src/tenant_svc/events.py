@@ -19,10 +19,10 @@ from stellara_contracts.events import (
 )
 from stellara_kit.runtime import ServiceRuntime
 from tenant_svc import reactions
-from tenant_svc.deps import Tenancy
+from tenant_svc.deps import TenantParts
 
 
-def register(runtime: ServiceRuntime, tenancy: Tenancy) -> None:
+def register(runtime: ServiceRuntime, tenancy: TenantParts) -> None:
     """Subscribe this service's event tables on the runtime's broker."""
     sink, settings = tenancy.sink, tenancy.settings
     runtime.subscribe_table(

@@ -13,12 +13,13 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
+from stellara_kit.errors import install_domain_errors
 from stellara_kit.problems import refine_openapi
 from stellara_kit.runtime import ServiceRuntime
 from tenant_svc import api, events, models
 from tenant_svc.config.catalogue import ConfigCatalogue
-from tenant_svc.deps import Tenancy
-from tenant_svc.errors import install_domain_error_handler
+from tenant_svc.deps import TenantParts, tenant_units
+from tenant_svc.errors import PROBLEMS
 from tenant_svc.idempotency import IdempotencyStore, document_replays
 from tenant_svc.settings import Settings
 from tenant_svc.tenants.service import ensure_default_tenant
@@ -47,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     catalogue = ConfigCatalogue.from_settings(settings)
     runtime = ServiceRuntime(settings, outbox_table=models.outbox, inbox_table=models.inbox)
     assert runtime.db is not None and runtime.sink is not None
-    tenancy = Tenancy(
+    parts = TenantParts(
         settings=settings,
         db=runtime.db,
         sink=runtime.sink,
@@ -55,20 +56,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         idempotency=IdempotencyStore(
             retention=timedelta(hours=settings.idempotency_retention_hours)
         ),
+        tenant_unit=tenant_units(runtime.db),
     )
     if settings.consume_events:
-        events.register(runtime, tenancy)
+        events.register(runtime, parts)
 
     async def create_default_tenant() -> None:
-        async with tenancy.db.system_transaction() as session:
-            created = await ensure_default_tenant(session, tenancy.sink, settings)
+        async with parts.db.system_transaction() as session:
+            created = await ensure_default_tenant(session, parts.sink, settings)
         if created is not None:
             log.info("created the default tenant %r (%s)", created.slug, created.id)
 
     async def purge_idempotency_keys() -> None:
         while True:
-            async with tenancy.db.system_transaction() as session:
-                purged = await tenancy.idempotency.purge_expired(session)
+            async with parts.db.system_transaction() as session:
+                purged = await parts.idempotency.purge_expired(session)
             if purged:
                 log.info("forgot %d expired idempotency keys", purged)
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)
@@ -76,8 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime.on_start(create_default_tenant)
     runtime.add_background(purge_idempotency_keys)
     app = runtime.create_app(title="Stellara tenant-svc", description=DESCRIPTION)
-    app.state.tenancy = tenancy
-    install_domain_error_handler(app)
+    app.state.parts = parts
+    install_domain_errors(app, PROBLEMS)
     app.include_router(api.router)
     refine_openapi(app, document_replays)
     return app

@@ -102,18 +102,17 @@ async def get_usage(
 ) -> UsageSummary | Response:
     """Per metric: the value under its aggregation, the event count, the daily average and the
     peak day. Answers from hourly aggregates; ranges resolve to whole hours."""
-    tenant = parts.readable_tenant(principal, tenant_id)
-    zone = service.zone(tz)
-    now = _now()
-    span = service.resolve_range(
-        start,
-        to,
-        tz=zone,
-        default_start=period_of(parts.settings.plans.get(tenant.plan), now).start_at,
-        now=now,
-        max_days=parts.settings.query_max_days,
-    )
-    async with parts.db.transaction(tenant_id) as session:
+    async with parts.tenant_unit(tenant_id, principal, access="read") as (session, tenant):
+        zone = service.zone(tz)
+        now = _now()
+        span = service.resolve_range(
+            start,
+            to,
+            tz=zone,
+            default_start=period_of(parts.settings.plans.get(tenant.plan), now).start_at,
+            now=now,
+            max_days=parts.settings.query_max_days,
+        )
         results = await service.summary(
             session, tenant_id, span, tz=zone, catalogue=parts.meters, metrics=metric
         )
@@ -183,18 +182,17 @@ async def get_usage_daily(
 ) -> UsageSeries | Response:
     """One row per metric and local day (hour, month) of the range, with zeros for days without
     usage; a day with a daylight-saving change covers 23 or 25 hours."""
-    tenant = parts.readable_tenant(principal, tenant_id)
-    zone = service.zone(tz)
-    now = _now()
-    span = service.resolve_range(
-        start,
-        to,
-        tz=zone,
-        default_start=period_of(parts.settings.plans.get(tenant.plan), now).start_at,
-        now=now,
-        max_days=parts.settings.query_max_days if window != "hour" else 31,
-    )
-    async with parts.db.transaction(tenant_id) as session:
+    async with parts.tenant_unit(tenant_id, principal, access="read") as (session, tenant):
+        zone = service.zone(tz)
+        now = _now()
+        span = service.resolve_range(
+            start,
+            to,
+            tz=zone,
+            default_start=period_of(parts.settings.plans.get(tenant.plan), now).start_at,
+            now=now,
+            max_days=parts.settings.query_max_days if window != "hour" else 31,
+        )
         points = await service.series(
             session, tenant_id, span, window=window, tz=zone, catalogue=parts.meters, metrics=metric
         )
@@ -233,9 +231,8 @@ async def get_usage_trends(
 ) -> UsageTrends | Response:
     """The last 7 (30) days against the 7 (30) before: absolute and percent change, a trailing
     7-day moving average per day, and a projection to the end of the billing period."""
-    tenant = parts.readable_tenant(principal, tenant_id)
-    now = _now()
-    async with parts.db.transaction(tenant_id) as session:
+    async with parts.tenant_unit(tenant_id, principal, access="read") as (session, tenant):
+        now = _now()
         results = await service.trends(
             session,
             tenant_id,
@@ -299,17 +296,16 @@ async def get_invoice_preview(
     """What the period costs so far: per metric the quantity, included units, overage, unit
     price and amount, then the total with the plan's base fee. Billing figures are for the
     tenant's admins (and platform admins), as at the gateway."""
-    tenant = parts.readable_tenant(principal, tenant_id)
-    principal.require_admin(tenant_id)
-    plan = parts.settings.plans.get(tenant.plan)
-    if plan is None:
-        raise PlanNotInCatalogue(
-            f"The tenant's plan {tenant.plan!r} is not in the plan catalogue; add it to "
-            "USAGE_SVC_PLANS or USAGE_SVC_PLANS_FILE.",
-            plan=tenant.plan,
-        )
-    now = _now()
-    async with parts.db.transaction(tenant_id) as session:
+    async with parts.tenant_unit(tenant_id, principal, access="read") as (session, tenant):
+        principal.require_admin(tenant_id)
+        plan = parts.settings.plans.get(tenant.plan)
+        if plan is None:
+            raise PlanNotInCatalogue(
+                f"The tenant's plan {tenant.plan!r} is not in the plan catalogue; add it to "
+                "USAGE_SVC_PLANS or USAGE_SVC_PLANS_FILE.",
+                plan=tenant.plan,
+            )
+        now = _now()
         period, rating = await service.invoice_preview(
             session, tenant_id, plan=plan, now=now, catalogue=parts.meters
         )

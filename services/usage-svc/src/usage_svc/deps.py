@@ -1,4 +1,4 @@
-"""What routes share: the service's parts, authorizing a tenant's usage, CSV answers."""
+"""What routes share: the service's parts, the unit of work on a tenant's usage, CSV answers."""
 
 from __future__ import annotations
 
@@ -11,14 +11,16 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import Depends, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from stellara_contracts.envelope import plain_decimal
 from stellara_contracts.events import TenantSnapshot
 from stellara_kit.auth import Principal
 from stellara_kit.db import Database
+from stellara_kit.locks import RowLock
 from stellara_kit.problems import InsufficientScope
 from stellara_kit.tenant_directory import TenantDirectory
-from usage_svc.errors import TenantNotFound
+from stellara_kit.tenant_unit import TenantUnits
 from usage_svc.meter_catalogue import MeterCatalogue
 from usage_svc.settings import Settings
 
@@ -35,23 +37,33 @@ class UsageParts:
     db: Database
     directory: TenantDirectory
     meters: MeterCatalogue
+    #: ``async with parts.tenant_unit(tenant_id, principal, access=…) as (session, tenant)``:
+    #: one transaction on a tenant whose usage the caller may read (anyone else's is a 404)
+    tenant_unit: TenantUnits[TenantSnapshot]
 
-    def readable_tenant(self, principal: Principal, tenant_id: UUID) -> TenantSnapshot:
-        """The tenant whose usage the caller may read; anyone else's is a 404."""
-        principal.require_read(tenant_id)
-        if principal.via == "api_key" and not principal.scopes & USAGE_READ_SCOPES:
-            raise InsufficientScope(
-                "This API key has neither the `usage:read` nor the `tenant:read` scope.",
-                required_scope=sorted(USAGE_READ_SCOPES),
-            )
-        tenant = self.directory.get(tenant_id)
-        if tenant is None:
-            raise TenantNotFound("No such tenant.")
-        return tenant
+
+def require_usage_scope(principal: Principal) -> None:
+    """A caller that came with an API key needs a scope that reads usage."""
+    if principal.via == "api_key" and not principal.scopes & USAGE_READ_SCOPES:
+        raise InsufficientScope(
+            "This API key has neither the `usage:read` nor the `tenant:read` scope.",
+            required_scope=sorted(USAGE_READ_SCOPES),
+        )
+
+
+def tenant_units(db: Database, directory: TenantDirectory) -> TenantUnits[TenantSnapshot]:
+    """Units of work on a tenant of usage-svc, found in the tenant directory."""
+
+    async def find(
+        session: AsyncSession, tenant_id: UUID, *, lock: RowLock = None
+    ) -> TenantSnapshot | None:
+        return directory.get(tenant_id)
+
+    return TenantUnits(db, by_id=find, check=require_usage_scope)
 
 
 def _parts(request: Request) -> UsageParts:
-    parts: UsageParts = request.app.state.usage
+    parts: UsageParts = request.app.state.parts
     return parts
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from stellara_contracts import topics
+from stellara_kit.errors import install_domain_errors
 from stellara_kit.runtime import ServiceRuntime
 from stellara_kit.tenant_directory import TenantDirectory
 from usage_svc import api, events, models
 from usage_svc.billing import BillingPeriodCloser
-from usage_svc.deps import UsageParts
+from usage_svc.deps import UsageParts, tenant_units
+from usage_svc.errors import PROBLEMS
 from usage_svc.ingest.consumer import IngestFaults, UsageIngester
 from usage_svc.maintenance import PartitionKeeper
 from usage_svc.meter_catalogue import MeterCatalogue
@@ -55,8 +57,13 @@ def create_app(settings: Settings | None = None, *, faults: IngestFaults | None 
         description="Usage metering: ingestion with exact dedup, aggregates, queries, quotas "
         "and billing figures.",
     )
-    app.state.usage = UsageParts(
-        settings=settings, db=runtime.db, directory=directory, meters=meters
+    install_domain_errors(app, PROBLEMS)
+    app.state.parts = UsageParts(
+        settings=settings,
+        db=runtime.db,
+        directory=directory,
+        meters=meters,
+        tenant_unit=tenant_units(runtime.db, directory),
     )
     app.state.ingester = ingester
     app.state.billing = closer

@@ -21,7 +21,7 @@ async def save_meter(session: AsyncSession, meter: Meter) -> tuple[Meter, bool, 
     """
     if await repository.insert_meter(session, meter):
         return meter, False, True
-    existing = await repository.get_meter(session, meter.key, lock=True)
+    existing = await repository.get_meter(session, meter.key, lock="update")
     assert existing is not None  # meters are never deleted
     current, has_data = existing
     redefined = (current.aggregation, current.unique_property) != (

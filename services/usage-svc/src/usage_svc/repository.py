@@ -17,6 +17,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stellara_kit.locks import RowLock, with_row_lock
 from usage_svc import models
 from usage_svc.meters import Aggregation, Meter, Totals
 
@@ -40,11 +41,10 @@ async def list_meters(session: AsyncSession) -> list[tuple[Meter, bool]]:
 
 
 async def get_meter(
-    session: AsyncSession, key: str, *, lock: bool = False
+    session: AsyncSession, key: str, *, lock: RowLock = None
 ) -> tuple[Meter, bool] | None:
     statement = select(models.meters).where(models.meters.c.key == key)
-    if lock:
-        statement = statement.with_for_update()
+    statement = with_row_lock(statement, lock)
     row = (await session.execute(statement)).first()
     return (_meter(row), row.has_data) if row is not None else None
 

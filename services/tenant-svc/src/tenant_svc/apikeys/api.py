@@ -10,6 +10,13 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from stellara_kit.auth import CurrentPrincipal
+from stellara_kit.pagination import (
+    Page,
+    cursor_instant,
+    cursor_uuid,
+    decode_cursor,
+    next_page,
+)
 from stellara_kit.problems import PROBLEM_JSON, Conflict, problem_responses
 from tenant_svc.apikeys import repository, service
 from tenant_svc.apikeys.schemas import (
@@ -19,15 +26,7 @@ from tenant_svc.apikeys.schemas import (
     VerifyRequest,
     VerifyResult,
 )
-from tenant_svc.deps import Ctx, Cursor, TenantRef, refuse_api_keys
-from tenant_svc.pagination import (
-    Page,
-    cursor_instant,
-    cursor_uuid,
-    decode_cursor,
-    encode_cursor,
-)
-from tenant_svc.tenants.api import IdempotencyKey
+from tenant_svc.deps import Cursor, IdempotencyKey, Parts, TenantRef, refuse_api_keys
 
 router = APIRouter(tags=["api keys"])
 
@@ -62,19 +61,19 @@ async def create_api_key(
     body: ApiKeyCreate,
     request: Request,
     principal: CurrentPrincipal,
-    ctx: Ctx,
+    parts: Parts,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """A new key with scopes and an optional expiry. The response holds the secret — the
     only time it is shown; only its hash is stored. A retry with the same `Idempotency-Key`
     gets a 409 naming the key (the secret cannot be shown twice)."""
     refuse_api_keys(principal)
-    async with ctx.tenant_unit(ref, principal, access="admin", lock="share") as (session, tenant):
+    async with parts.tenant_unit(ref, principal, access="admin", lock="share") as (session, tenant):
 
         async def produce() -> Response:
             key, secret = await service.create_key(
                 session,
-                ctx.settings,
+                parts.settings,
                 tenant,
                 name=body.name,
                 scopes=body.scopes,
@@ -82,11 +81,11 @@ async def create_api_key(
                 actor=principal.subject,
             )
             out = ApiKeyCreated(
-                **ApiKeyOut.of(key, ctx.settings.api_key_prefix).model_dump(), secret=secret
+                **ApiKeyOut.of(key, parts.settings.api_key_prefix).model_dump(), secret=secret
             )
             return JSONResponse(out.model_dump(mode="json"), status_code=201)
 
-        return await ctx.write(
+        return await parts.write(
             session, request, principal, produce, replay_as=_secret_not_replayable
         )
 
@@ -100,29 +99,25 @@ async def create_api_key(
 async def list_api_keys(
     ref: TenantRef,
     principal: CurrentPrincipal,
-    ctx: Ctx,
+    parts: Parts,
     include_revoked: Annotated[bool, Query(description="Also list revoked keys.")] = False,
     cursor: Cursor = None,
     limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
 ) -> Page[ApiKeyOut]:
     """The tenant's keys, oldest first — never their secrets."""
     refuse_api_keys(principal)
-    size = min(limit or ctx.settings.page_size_default, ctx.settings.page_size_max)
+    size = min(limit or parts.settings.page_size_default, parts.settings.page_size_max)
     after = None
     if cursor:
         created, key_id = decode_cursor(cursor, 2)
         after = (cursor_instant(created), cursor_uuid(key_id))
-    async with ctx.tenant_unit(ref, principal, access="admin") as (session, tenant):
+    async with parts.tenant_unit(ref, principal, access="admin") as (session, tenant):
         rows = await repository.list_page(
             session, tenant.id, include_revoked=include_revoked, after=after, limit=size + 1
         )
-    more = len(rows) > size
-    rows = rows[:size]
-    prefix = ctx.settings.api_key_prefix
-    return Page[ApiKeyOut](
-        items=[ApiKeyOut.of(k, prefix) for k in rows],
-        next_cursor=encode_cursor(rows[-1].created_at.isoformat(), rows[-1].id) if more else None,
-    )
+    rows, next_cursor = next_page(rows, size, lambda k: (k.created_at.isoformat(), k.id))
+    prefix = parts.settings.api_key_prefix
+    return Page[ApiKeyOut](items=[ApiKeyOut.of(k, prefix) for k in rows], next_cursor=next_cursor)
 
 
 @router.get(
@@ -132,13 +127,13 @@ async def list_api_keys(
     responses=problem_responses(401, 403, 404),
 )
 async def get_api_key(
-    ref: TenantRef, key_id: KeyId, principal: CurrentPrincipal, ctx: Ctx
+    ref: TenantRef, key_id: KeyId, principal: CurrentPrincipal, parts: Parts
 ) -> ApiKeyOut:
     """One key of the tenant, without its secret."""
     refuse_api_keys(principal)
-    async with ctx.tenant_unit(ref, principal, access="admin") as (session, tenant):
+    async with parts.tenant_unit(ref, principal, access="admin") as (session, tenant):
         return ApiKeyOut.of(
-            await service.get_key(session, tenant, key_id), ctx.settings.api_key_prefix
+            await service.get_key(session, tenant, key_id), parts.settings.api_key_prefix
         )
 
 
@@ -153,20 +148,20 @@ async def revoke_api_key(
     key_id: KeyId,
     request: Request,
     principal: CurrentPrincipal,
-    ctx: Ctx,
+    parts: Parts,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Revoke a key for good: from now on it verifies as invalid. Revoking twice is harmless."""
     refuse_api_keys(principal)
-    async with ctx.tenant_unit(ref, principal, access="admin") as (session, tenant):
+    async with parts.tenant_unit(ref, principal, access="admin") as (session, tenant):
 
         async def produce() -> Response:
             key = await service.revoke_key(session, tenant, key_id)
             return JSONResponse(
-                ApiKeyOut.of(key, ctx.settings.api_key_prefix).model_dump(mode="json")
+                ApiKeyOut.of(key, parts.settings.api_key_prefix).model_dump(mode="json")
             )
 
-        return await ctx.write(session, request, principal, produce)
+        return await parts.write(session, request, principal, produce)
 
 
 @router.post(
@@ -178,14 +173,14 @@ async def revoke_api_key(
     responses=problem_responses(401, 403, 422),
 )
 async def verify_api_key(
-    body: VerifyRequest, principal: CurrentPrincipal, ctx: Ctx
+    body: VerifyRequest, principal: CurrentPrincipal, parts: Parts
 ) -> VerifyResult:
     """Whether a presented key is live, with its tenant and scopes. For the gateway (an
     internal platform_admin token). Unknown, revoked, expired and deleted-tenant keys all get
     the same `{"valid": false}`; the secret is compared in constant time."""
     principal.require_platform_admin()
-    async with ctx.db.system_transaction() as session:
-        verified = await service.verify_key(session, ctx.settings, body.key)
+    async with parts.db.system_transaction() as session:
+        verified = await service.verify_key(session, parts.settings, body.key)
     if verified is None:
         return VerifyResult(valid=False)
     return VerifyResult(

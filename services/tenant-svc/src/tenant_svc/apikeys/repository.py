@@ -8,6 +8,7 @@ from uuid import UUID
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stellara_kit.locks import RowLock, with_row_lock
 from tenant_svc.models import ApiKey
 
 
@@ -18,11 +19,10 @@ async def add(session: AsyncSession, key: ApiKey) -> ApiKey:
 
 
 async def get(
-    session: AsyncSession, tenant_id: UUID, key_id: UUID, *, lock: bool = False
+    session: AsyncSession, tenant_id: UUID, key_id: UUID, *, lock: RowLock = None
 ) -> ApiKey | None:
     statement = select(ApiKey).where(ApiKey.tenant_id == tenant_id, ApiKey.id == key_id)
-    if lock:
-        statement = statement.with_for_update()
+    statement = with_row_lock(statement, lock)
     return (await session.execute(statement)).scalar_one_or_none()
 
 

@@ -94,7 +94,7 @@ async def create_key(
 
 async def revoke_key(session: AsyncSession, tenant: Tenant, key_id: UUID) -> ApiKey:
     """Revoke a key for good (revoking a revoked key changes nothing)."""
-    key = await repository.get(session, tenant.id, key_id, lock=True)
+    key = await repository.get(session, tenant.id, key_id, lock="update")
     if key is None:
         raise ApiKeyNotFound("No such API key in this tenant.", key_id=str(key_id))
     if key.revoked_at is None:

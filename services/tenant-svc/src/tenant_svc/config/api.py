@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from stellara_kit.auth import CurrentPrincipal
+from stellara_kit.pagination import Page, cursor_id, decode_cursor, next_page
 from stellara_kit.problems import problem_responses
 from tenant_svc.config import service
 from tenant_svc.config.catalogue import DOTTED_KEY_PATTERN, ConfigKey, split_key
@@ -22,10 +23,17 @@ from tenant_svc.config.schemas import (
     HistoryEntryOut,
     RollbackRequest,
 )
-from tenant_svc.deps import Ctx, Cursor, TenantRef, etag_of, expected_version, require_scope
+from tenant_svc.deps import (
+    Cursor,
+    IdempotencyKey,
+    IfMatch,
+    Parts,
+    TenantRef,
+    etag_of,
+    expected_version,
+    require_scope,
+)
 from tenant_svc.errors import InvalidConfig
-from tenant_svc.pagination import Page, cursor_id, decode_cursor, encode_cursor
-from tenant_svc.tenants.api import IdempotencyKey, IfMatch
 
 router = APIRouter(tags=["configuration"])
 
@@ -82,7 +90,7 @@ def entry_response(value: service.ConfigValue, status_code: int = 200) -> JSONRe
 async def get_config(
     ref: TenantRef,
     principal: CurrentPrincipal,
-    ctx: Ctx,
+    parts: Parts,
     category: Annotated[Category | None, Query(description="Only this category.")] = None,
     effective: Annotated[
         bool,
@@ -94,9 +102,9 @@ async def get_config(
 ) -> ConfigView:
     """The tenant's configuration, by default effective (defaults merged with its values)."""
     require_scope(principal, "config:read")
-    async with ctx.tenant_unit(ref, principal, access="read") as (session, tenant):
+    async with parts.tenant_unit(ref, principal, access="read") as (session, tenant):
         values = await service.read_config(
-            session, ctx.catalogue, tenant.id, category=category, effective=effective
+            session, parts.catalogue, tenant.id, category=category, effective=effective
         )
     return ConfigView.of(tenant.id, effective, values)
 
@@ -117,7 +125,7 @@ async def set_config_key(
     body: ConfigSet,
     request: Request,
     principal: CurrentPrincipal,
-    ctx: Ctx,
+    parts: Parts,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Set a key: 201 when it was not set for the tenant, 200 when its value was replaced.
@@ -127,15 +135,21 @@ async def set_config_key(
     """
     require_scope(principal, "config:write")
     name = (body.category, body.key)
-    async with ctx.tenant_unit(ref, principal, access="admin", lock="share") as (session, tenant):
+    async with parts.tenant_unit(ref, principal, access="admin", lock="share") as (session, tenant):
 
         async def produce() -> Response:
             value, created = await service.set_key(
-                session, ctx.sink, ctx.catalogue, tenant, name, body.value, actor=principal.subject
+                session,
+                parts.sink,
+                parts.catalogue,
+                tenant,
+                name,
+                body.value,
+                actor=principal.subject,
             )
             return entry_response(value, 201 if created else 200)
 
-        return await ctx.write(session, request, principal, produce)
+        return await parts.write(session, request, principal, produce)
 
 
 @router.patch(
@@ -149,30 +163,30 @@ async def change_config(
     body: ConfigBulk,
     request: Request,
     principal: CurrentPrincipal,
-    ctx: Ctx,
+    parts: Parts,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Apply every change or none: one refused change (422, listing every refused key) or a
     delete of a key that is not set refuses the whole request. Emits one TenantConfigChanged."""
     require_scope(principal, "config:write")
-    if len(body.changes) > ctx.settings.config_bulk_max_changes:
+    if len(body.changes) > parts.settings.config_bulk_max_changes:
         raise InvalidConfig(
-            f"At most {ctx.settings.config_bulk_max_changes} changes fit in one request.",
+            f"At most {parts.settings.config_bulk_max_changes} changes fit in one request.",
             errors=[],
         )
     changes = [
         service.Change(c.category, c.key, c.op, c.value if c.op == "set" else None)
         for c in body.changes
     ]
-    async with ctx.tenant_unit(ref, principal, access="admin", lock="share") as (session, tenant):
+    async with parts.tenant_unit(ref, principal, access="admin", lock="share") as (session, tenant):
 
         async def produce() -> Response:
             applied = await service.apply_changes(
-                session, ctx.sink, ctx.catalogue, tenant, changes, actor=principal.subject
+                session, parts.sink, parts.catalogue, tenant, changes, actor=principal.subject
             )
             return JSONResponse(ConfigChangesOut(changes=applied).model_dump(mode="json"))
 
-        return await ctx.write(session, request, principal, produce)
+        return await parts.write(session, request, principal, produce)
 
 
 @router.get(
@@ -184,7 +198,7 @@ async def change_config(
 async def config_history(
     ref: TenantRef,
     principal: CurrentPrincipal,
-    ctx: Ctx,
+    parts: Parts,
     key: Annotated[
         str | None,
         Query(
@@ -201,20 +215,18 @@ async def config_history(
 ) -> Page[HistoryEntryOut]:
     """Every change (old value, new value, who, when, version), newest first. Tenant admins."""
     name = parse_key(key) if key else None
-    size = min(limit or ctx.settings.page_size_default, ctx.settings.page_size_max)
+    size = min(limit or parts.settings.page_size_default, parts.settings.page_size_max)
     before = None
     if cursor:
         (position,) = decode_cursor(cursor, 1)
         before = cursor_id(position)
-    async with ctx.tenant_unit(ref, principal, access="admin") as (session, tenant):
+    async with parts.tenant_unit(ref, principal, access="admin") as (session, tenant):
         rows = await service.history(
             session, tenant.id, name=name, category=category, before_id=before, limit=size + 1
         )
-    more = len(rows) > size
-    rows = rows[:size]
+    rows, next_cursor = next_page(rows, size, lambda r: (r.id,))
     return Page[HistoryEntryOut](
-        items=[HistoryEntryOut.of(r) for r in rows],
-        next_cursor=encode_cursor(rows[-1].id) if more else None,
+        items=[HistoryEntryOut.of(r) for r in rows], next_cursor=next_cursor
     )
 
 
@@ -225,13 +237,13 @@ async def config_history(
     responses={200: _entry("The key's value."), **problem_responses(401, 403, 404, 422)},
 )
 async def get_config_key(
-    ref: TenantRef, dotted: DottedKey, principal: CurrentPrincipal, ctx: Ctx
+    ref: TenantRef, dotted: DottedKey, principal: CurrentPrincipal, parts: Parts
 ) -> Response:
     """One key's effective value (the tenant's, else the platform default) and its source."""
     require_scope(principal, "config:read")
     name = parse_key(dotted)
-    async with ctx.tenant_unit(ref, principal, access="read") as (session, tenant):
-        value = await service.read_value(session, ctx.catalogue, tenant.id, name)
+    async with parts.tenant_unit(ref, principal, access="read") as (session, tenant):
+        value = await service.read_value(session, parts.catalogue, tenant.id, name)
     return entry_response(value)
 
 
@@ -250,7 +262,7 @@ async def put_config_key(
     body: ConfigValueIn,
     request: Request,
     principal: CurrentPrincipal,
-    ctx: Ctx,
+    parts: Parts,
     if_match: IfMatch = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
@@ -258,13 +270,13 @@ async def put_config_key(
     version) refuses the write with 412 when the key changed since. Emits TenantConfigChanged."""
     require_scope(principal, "config:write")
     name = parse_key(dotted)
-    async with ctx.tenant_unit(ref, principal, access="admin", lock="share") as (session, tenant):
+    async with parts.tenant_unit(ref, principal, access="admin", lock="share") as (session, tenant):
 
         async def produce() -> Response:
             value, _ = await service.set_key(
                 session,
-                ctx.sink,
-                ctx.catalogue,
+                parts.sink,
+                parts.catalogue,
                 tenant,
                 name,
                 body.value,
@@ -273,7 +285,7 @@ async def put_config_key(
             )
             return entry_response(value)
 
-        return await ctx.write(session, request, principal, produce)
+        return await parts.write(session, request, principal, produce)
 
 
 @router.delete(
@@ -287,7 +299,7 @@ async def delete_config_key(
     dotted: DottedKey,
     request: Request,
     principal: CurrentPrincipal,
-    ctx: Ctx,
+    parts: Parts,
     if_match: IfMatch = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
@@ -295,13 +307,13 @@ async def delete_config_key(
     not set. Emits TenantConfigChanged."""
     require_scope(principal, "config:write")
     name = parse_key(dotted)
-    async with ctx.tenant_unit(ref, principal, access="admin", lock="share") as (session, tenant):
+    async with parts.tenant_unit(ref, principal, access="admin", lock="share") as (session, tenant):
 
         async def produce() -> Response:
             await service.delete_key(
                 session,
-                ctx.sink,
-                ctx.catalogue,
+                parts.sink,
+                parts.catalogue,
                 tenant,
                 name,
                 actor=principal.subject,
@@ -309,7 +321,7 @@ async def delete_config_key(
             )
             return Response(status_code=204)
 
-        return await ctx.write(session, request, principal, produce)
+        return await parts.write(session, request, principal, produce)
 
 
 @router.post(
@@ -327,7 +339,7 @@ async def rollback_config_key(
     body: RollbackRequest,
     request: Request,
     principal: CurrentPrincipal,
-    ctx: Ctx,
+    parts: Parts,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Bring the key back to its value at `version` — recorded as a new version, with a
@@ -336,13 +348,13 @@ async def rollback_config_key(
     does not exist; 422 if that value no longer matches the key's schema."""
     require_scope(principal, "config:write")
     name = parse_key(dotted)
-    async with ctx.tenant_unit(ref, principal, access="admin", lock="share") as (session, tenant):
+    async with parts.tenant_unit(ref, principal, access="admin", lock="share") as (session, tenant):
 
         async def produce() -> Response:
             applied = await service.rollback(
                 session,
-                ctx.sink,
-                ctx.catalogue,
+                parts.sink,
+                parts.catalogue,
                 tenant,
                 name,
                 body.version,
@@ -350,4 +362,4 @@ async def rollback_config_key(
             )
             return JSONResponse(ConfigChangesOut(changes=applied).model_dump(mode="json"))
 
-        return await ctx.write(session, request, principal, produce)
+        return await parts.write(session, request, principal, produce)

@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stellara_kit.locks import advisory_xact_lock, with_row_lock
 from tenant_svc.config.catalogue import ConfigKey
 from tenant_svc.models import ConfigEntry, ConfigHistory
 
@@ -21,9 +22,7 @@ async def serialise_writes(session: AsyncSession, tenant_id: UUID) -> None:
     Row locks cannot do it: two first writes of a key find no row to lock. Taking the
     turn again in the same transaction is free.
     """
-    await session.execute(
-        select(func.pg_advisory_xact_lock(func.hashtextextended(f"tenant-config:{tenant_id}", 0)))
-    )
+    await advisory_xact_lock(session, f"tenant-config:{tenant_id}")
 
 
 async def entries(
@@ -51,9 +50,9 @@ async def locked_entries(
             tuple_(ConfigEntry.category, ConfigEntry.key).in_(wanted),
         )
         .order_by(ConfigEntry.category, ConfigEntry.key)
-        .with_for_update()
         .execution_options(populate_existing=True)
     )
+    statement = with_row_lock(statement, "update")
     return {(e.category, e.key): e for e in (await session.execute(statement)).scalars()}
 
 

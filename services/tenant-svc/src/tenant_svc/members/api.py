@@ -8,8 +8,14 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from stellara_kit.auth import CurrentPrincipal
+from stellara_kit.pagination import (
+    Page,
+    cursor_instant,
+    decode_cursor,
+    next_page,
+)
 from stellara_kit.problems import Unprocessable, problem_responses
-from tenant_svc.deps import Ctx, Cursor, TenantRef, refuse_api_keys
+from tenant_svc.deps import Cursor, IdempotencyKey, Parts, TenantRef, refuse_api_keys
 from tenant_svc.members import importing, service
 from tenant_svc.members.schemas import (
     ImportReport,
@@ -19,13 +25,6 @@ from tenant_svc.members.schemas import (
     MemberRole,
     RoleChange,
 )
-from tenant_svc.pagination import (
-    Page,
-    cursor_instant,
-    decode_cursor,
-    encode_cursor,
-)
-from tenant_svc.tenants.api import IdempotencyKey
 
 router = APIRouter(tags=["members"])
 
@@ -54,25 +53,23 @@ def member_response(member: object, status_code: int = 200) -> JSONResponse:
 async def list_members(
     ref: TenantRef,
     principal: CurrentPrincipal,
-    ctx: Ctx,
+    parts: Parts,
     role: Annotated[MemberRole | None, Query(description="Only this role.")] = None,
     cursor: Cursor = None,
     limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
 ) -> Page[MemberOut]:
     """The tenant's members, in the order they joined."""
     refuse_api_keys(principal)
-    size = min(limit or ctx.settings.page_size_default, ctx.settings.page_size_max)
+    size = min(limit or parts.settings.page_size_default, parts.settings.page_size_max)
     after = None
     if cursor:
         joined, user_id = decode_cursor(cursor, 2)
         after = (cursor_instant(joined), user_id)
-    async with ctx.tenant_unit(ref, principal, access="admin") as (session, tenant):
+    async with parts.tenant_unit(ref, principal, access="admin") as (session, tenant):
         rows = await service.list_members(
             session, tenant.id, role=role, after=after, limit=size + 1
         )
-    more = len(rows) > size
-    rows = rows[:size]
-    next_cursor = encode_cursor(rows[-1].created_at.isoformat(), rows[-1].user_id) if more else None
+    rows, next_cursor = next_page(rows, size, lambda m: (m.created_at.isoformat(), m.user_id))
     return Page[MemberOut](items=[MemberOut.of(m) for m in rows], next_cursor=next_cursor)
 
 
@@ -88,17 +85,17 @@ async def add_member(
     body: MemberIn,
     request: Request,
     principal: CurrentPrincipal,
-    ctx: Ctx,
+    parts: Parts,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Add a user with a role; a user id or email already in the tenant is a 409. Emits MemberAdded."""
     refuse_api_keys(principal)
-    async with ctx.tenant_unit(ref, principal, access="admin", lock="share") as (session, tenant):
+    async with parts.tenant_unit(ref, principal, access="admin", lock="share") as (session, tenant):
 
         async def produce() -> Response:
             member = await service.add_member(
                 session,
-                ctx.sink,
+                parts.sink,
                 tenant,
                 user_id=body.user_id,
                 email=body.email,
@@ -107,7 +104,7 @@ async def add_member(
             )
             return member_response(member, 201)
 
-        return await ctx.write(session, request, principal, produce)
+        return await parts.write(session, request, principal, produce)
 
 
 @router.post(
@@ -121,7 +118,7 @@ async def import_members(
     body: ImportRequest,
     request: Request,
     principal: CurrentPrincipal,
-    ctx: Ctx,
+    parts: Parts,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Add every new user of a batch of rows (the migration path from a single-tenant user
@@ -129,21 +126,21 @@ async def import_members(
     skipped, bad rows are reported with the reason: running an import twice changes nothing.
     Emits MemberAdded (`via: import`) per created member."""
     refuse_api_keys(principal)
-    if len(body.rows) > ctx.settings.import_batch_max:
+    if len(body.rows) > parts.settings.import_batch_max:
         raise Unprocessable(
-            f"At most {ctx.settings.import_batch_max} rows fit in one request; send batches."
+            f"At most {parts.settings.import_batch_max} rows fit in one request; send batches."
         )
     rows = []
     for index, row in enumerate(body.rows, start=1):
         line = row.get("line")
         rows.append((line if isinstance(line, int) else index, row))
-    async with ctx.tenant_unit(ref, principal, access="admin", lock="share") as (session, tenant):
+    async with parts.tenant_unit(ref, principal, access="admin", lock="share") as (session, tenant):
 
         async def produce() -> Response:
-            results = await importing.import_members(session, ctx.sink, tenant, rows)
+            results = await importing.import_members(session, parts.sink, tenant, rows)
             return JSONResponse(ImportReport.of(results).model_dump(mode="json"))
 
-        return await ctx.write(session, request, principal, produce)
+        return await parts.write(session, request, principal, produce)
 
 
 @router.get(
@@ -153,11 +150,11 @@ async def import_members(
     responses=problem_responses(401, 403, 404),
 )
 async def get_member(
-    ref: TenantRef, user_id: UserId, principal: CurrentPrincipal, ctx: Ctx
+    ref: TenantRef, user_id: UserId, principal: CurrentPrincipal, parts: Parts
 ) -> MemberOut:
     """One member of the tenant."""
     refuse_api_keys(principal)
-    async with ctx.tenant_unit(ref, principal, access="admin") as (session, tenant):
+    async with parts.tenant_unit(ref, principal, access="admin") as (session, tenant):
         return MemberOut.of(await service.get_member(session, tenant.id, user_id))
 
 
@@ -173,19 +170,19 @@ async def change_role(
     body: RoleChange,
     request: Request,
     principal: CurrentPrincipal,
-    ctx: Ctx,
+    parts: Parts,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Give a member another role. Demoting the only admin is a 409. Emits MemberAdded
     with the new role."""
     refuse_api_keys(principal)
-    async with ctx.tenant_unit(ref, principal, access="admin", lock="share") as (session, tenant):
+    async with parts.tenant_unit(ref, principal, access="admin", lock="share") as (session, tenant):
 
         async def produce() -> Response:
-            member = await service.change_role(session, ctx.sink, tenant, user_id, body.role)
+            member = await service.change_role(session, parts.sink, tenant, user_id, body.role)
             return member_response(member)
 
-        return await ctx.write(session, request, principal, produce)
+        return await parts.write(session, request, principal, produce)
 
 
 @router.delete(
@@ -199,15 +196,15 @@ async def remove_member(
     user_id: UserId,
     request: Request,
     principal: CurrentPrincipal,
-    ctx: Ctx,
+    parts: Parts,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Remove a user from the tenant. Removing the only admin is a 409. Emits MemberRemoved."""
     refuse_api_keys(principal)
-    async with ctx.tenant_unit(ref, principal, access="admin", lock="share") as (session, tenant):
+    async with parts.tenant_unit(ref, principal, access="admin", lock="share") as (session, tenant):
 
         async def produce() -> Response:
-            await service.remove_member(session, ctx.sink, tenant, user_id)
+            await service.remove_member(session, parts.sink, tenant, user_id)
             return Response(status_code=204)
 
-        return await ctx.write(session, request, principal, produce)
+        return await parts.write(session, request, principal, produce)

@@ -10,26 +10,25 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stellara_kit.locks import RowLock, with_row_lock
 from tenant_svc.models import Member
 
 
 async def get(
-    session: AsyncSession, tenant_id: UUID, user_id: str, *, lock: bool = False
+    session: AsyncSession, tenant_id: UUID, user_id: str, *, lock: RowLock = None
 ) -> Member | None:
     statement = select(Member).where(Member.tenant_id == tenant_id, Member.user_id == user_id)
-    if lock:
-        statement = statement.with_for_update()
+    statement = with_row_lock(statement, lock)
     return (await session.execute(statement)).scalar_one_or_none()
 
 
 async def get_by_email(
-    session: AsyncSession, tenant_id: UUID, email: str, *, lock: bool = False
+    session: AsyncSession, tenant_id: UUID, email: str, *, lock: RowLock = None
 ) -> Member | None:
     statement = select(Member).where(
         Member.tenant_id == tenant_id, func.lower(Member.email) == email.lower()
     )
-    if lock:
-        statement = statement.with_for_update()
+    statement = with_row_lock(statement, lock)
     return (await session.execute(statement)).scalar_one_or_none()
 
 
@@ -56,8 +55,8 @@ async def locked_admins(session: AsyncSession, tenant_id: UUID) -> list[Member]:
         select(Member)
         .where(Member.tenant_id == tenant_id, Member.role == "tenant_admin")
         .order_by(Member.user_id)
-        .with_for_update()
     )
+    statement = with_row_lock(statement, "update")
     return list((await session.execute(statement)).scalars())
 
 

@@ -167,7 +167,7 @@ async def change_role(
     """Give a member another role (emitted as MemberAdded with the new role)."""
     _writable(tenant)
     checked_role = check_role(role)
-    member = await repository.get(session, tenant.id, user_id, lock=True)
+    member = await repository.get(session, tenant.id, user_id, lock="update")
     if member is None:
         raise MemberNotFound(f"{user_id!r} is not a member of this tenant.", user_id=user_id)
     if member.role == checked_role:
@@ -184,7 +184,7 @@ async def remove_member(
     session: AsyncSession, sink: EventSink, tenant: Tenant, user_id: str
 ) -> None:
     _writable(tenant)
-    member = await repository.get(session, tenant.id, user_id, lock=True)
+    member = await repository.get(session, tenant.id, user_id, lock="update")
     if member is None:
         raise MemberNotFound(f"{user_id!r} is not a member of this tenant.", user_id=user_id)
     await _keep_an_admin(session, member)
@@ -212,9 +212,9 @@ async def accept_invitation(
     user_id = check_user_id(user_id)
     clean_email = normalise_email(email)
     checked_role = check_role(role)
-    member = await repository.get(session, tenant.id, user_id, lock=True)
+    member = await repository.get(session, tenant.id, user_id, lock="update")
     if member is None and clean_email:
-        member = await repository.get_by_email(session, tenant.id, clean_email, lock=True)
+        member = await repository.get_by_email(session, tenant.id, clean_email, lock="update")
     now = datetime.now(UTC)
     if member is None:
         member = await repository.add(

@@ -5,22 +5,30 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import uuid4
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from stellara_contracts.events import TenantStatus
 from stellara_kit.auth import CurrentPrincipal
-from stellara_kit.problems import problem_responses
-from tenant_svc.deps import Ctx, Cursor, TenantRef, etag_of, expected_version, require_scope
-from tenant_svc.errors import TenantNotFound
-from tenant_svc.idempotency import MAX_KEY_LENGTH
-from tenant_svc.pagination import (
+from stellara_kit.pagination import (
     Page,
     cursor_instant,
     cursor_uuid,
     decode_cursor,
-    encode_cursor,
+    next_page,
 )
+from stellara_kit.problems import problem_responses
+from tenant_svc.deps import (
+    Cursor,
+    IdempotencyKey,
+    IfMatch,
+    Parts,
+    TenantRef,
+    etag_of,
+    expected_version,
+    require_scope,
+)
+from tenant_svc.errors import TenantNotFound
 from tenant_svc.tenants import repository, service
 from tenant_svc.tenants.schemas import (
     ReceivedEventOut,
@@ -32,26 +40,6 @@ from tenant_svc.tenants.schemas import (
 
 router = APIRouter(tags=["tenants"])
 
-IfMatch = Annotated[
-    str | None,
-    Header(
-        alias="If-Match",
-        description="ETag of the version you read; a stale one gets 412 and changes nothing.",
-        examples=['"3"'],
-    ),
-]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        description="Send the same key to retry safely: the first response is replayed; "
-        f"the same key with a different body is a 422. 1 to {MAX_KEY_LENGTH} printable "
-        "characters (else 400 `bad-idempotency-key`); a new key for each new request.",
-        examples=["4f1c7e2a-0d9b-4d6e-8a51-93c0a3f7e2b1"],
-        # documented, not validated here: the idempotency guard answers 400 with its own code
-        json_schema_extra={"minLength": 1, "maxLength": MAX_KEY_LENGTH},
-    ),
-]
 
 #: OpenAPI of the ETag answer header (a tenant's or a configuration key's version)
 ETAG_HEADER: dict[str, Any] = {
@@ -99,7 +87,7 @@ async def create_tenant(
     body: TenantCreate,
     request: Request,
     principal: CurrentPrincipal,
-    ctx: Ctx,
+    parts: Parts,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Create a tenant; it starts `pending`. Platform admins only.
@@ -110,13 +98,13 @@ async def create_tenant(
     """
     principal.require_platform_admin()
     tenant_id = uuid4()
-    async with ctx.db.transaction(tenant_id) as session:
+    async with parts.db.transaction(tenant_id) as session:
 
         async def produce() -> Response:
             tenant = await service.create_tenant(
                 session,
-                ctx.sink,
-                ctx.settings,
+                parts.sink,
+                parts.settings,
                 tenant_id=tenant_id,
                 name=body.name,
                 slug=body.slug,
@@ -125,7 +113,7 @@ async def create_tenant(
             )
             return tenant_response(tenant, 201, Location=f"/tenants/{tenant.id}")
 
-        return await ctx.write(session, request, principal, produce)
+        return await parts.write(session, request, principal, produce)
 
 
 @router.get(
@@ -136,7 +124,7 @@ async def create_tenant(
 )
 async def list_tenants(
     principal: CurrentPrincipal,
-    ctx: Ctx,
+    parts: Parts,
     status: Annotated[
         list[TenantStatus] | None,
         Query(description="Only these statuses (repeatable); deleted tenants only when asked."),
@@ -153,12 +141,12 @@ async def list_tenants(
 ) -> Page[TenantOut]:
     """Every tenant, oldest first (stable across pages). Platform admins only."""
     principal.require_platform_admin()
-    size = min(limit or ctx.settings.page_size_default, ctx.settings.page_size_max)
+    size = min(limit or parts.settings.page_size_default, parts.settings.page_size_max)
     after = None
     if cursor:
         created, tenant_id = decode_cursor(cursor, 2)
         after = (cursor_instant(created), cursor_uuid(tenant_id))
-    async with ctx.db.system_transaction() as session:
+    async with parts.db.system_transaction() as session:
         rows = await repository.list_page(
             session,
             statuses=[str(s) for s in status] if status else None,
@@ -167,9 +155,7 @@ async def list_tenants(
             after=after,
             limit=size + 1,
         )
-    more = len(rows) > size
-    rows = rows[:size]
-    next_cursor = encode_cursor(rows[-1].created_at.isoformat(), rows[-1].id) if more else None
+    rows, next_cursor = next_page(rows, size, lambda t: (t.created_at.isoformat(), t.id))
     return Page[TenantOut](items=[TenantOut.of(t) for t in rows], next_cursor=next_cursor)
 
 
@@ -182,11 +168,11 @@ async def list_tenants(
 async def get_tenant_by_slug(
     slug: Annotated[str, Path(min_length=1, max_length=63, examples=["acme"])],
     principal: CurrentPrincipal,
-    ctx: Ctx,
+    parts: Parts,
 ) -> Response:
     """A tenant by its slug (deleted tenants keep theirs). Its own tenant only, unless platform admin."""
     require_scope(principal, "tenant:read")
-    async with ctx.db.unscoped_transaction() as session:
+    async with parts.db.unscoped_transaction() as session:
         tenant = await repository.get_by_slug(session, slug)
     if tenant is None or not principal.can_read(tenant.id):
         raise TenantNotFound("No such tenant.")
@@ -199,10 +185,10 @@ async def get_tenant_by_slug(
     summary="Get a tenant",
     responses={**_TENANT_RESPONSE, **problem_responses(401, 403, 404)},
 )
-async def get_tenant(ref: TenantRef, principal: CurrentPrincipal, ctx: Ctx) -> Response:
+async def get_tenant(ref: TenantRef, principal: CurrentPrincipal, parts: Parts) -> Response:
     """A tenant by id (or slug). Its own tenant only, unless platform admin."""
     require_scope(principal, "tenant:read")
-    async with ctx.tenant_unit(ref, principal, access="read") as (_, tenant):
+    async with parts.tenant_unit(ref, principal, access="read") as (_, tenant):
         return tenant_response(tenant)
 
 
@@ -217,7 +203,7 @@ async def update_tenant(
     body: TenantUpdate,
     request: Request,
     principal: CurrentPrincipal,
-    ctx: Ctx,
+    parts: Parts,
     if_match: IfMatch = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
@@ -228,15 +214,18 @@ async def update_tenant(
     and a TenantSnapshot. A deleted tenant is a 409.
     """
     require_scope(principal, "tenant:write")
-    async with ctx.tenant_unit(ref, principal, access="admin", lock="update") as (session, tenant):
+    async with parts.tenant_unit(ref, principal, access="admin", lock="update") as (
+        session,
+        tenant,
+    ):
 
         async def produce() -> Response:
             if body.plan is not None and body.plan != tenant.plan:
                 principal.require_platform_admin()  # the plan is what the tenant is billed for
             updated = await service.update_tenant(
                 session,
-                ctx.sink,
-                ctx.settings,
+                parts.sink,
+                parts.settings,
                 tenant,
                 name=body.name,
                 plan=body.plan,
@@ -245,20 +234,20 @@ async def update_tenant(
             )
             return tenant_response(updated)
 
-        return await ctx.write(session, request, principal, produce)
+        return await parts.write(session, request, principal, produce)
 
 
 async def _transition(
     ref: str,
     request: Request,
     principal: CurrentPrincipal,
-    ctx: Ctx,
+    parts: Parts,
     target: TenantStatus,
     *,
     reason: str | None = None,
     if_match: str | None = None,
 ) -> Response:
-    async with ctx.tenant_unit(ref, principal, access="platform", lock="update") as (
+    async with parts.tenant_unit(ref, principal, access="platform", lock="update") as (
         session,
         tenant,
     ):
@@ -266,8 +255,8 @@ async def _transition(
         async def produce() -> Response:
             moved = await service.transition(
                 session,
-                ctx.sink,
-                ctx.settings,
+                parts.sink,
+                parts.settings,
                 tenant,
                 target,
                 reason=reason,
@@ -275,7 +264,7 @@ async def _transition(
             )
             return tenant_response(moved)
 
-        return await ctx.write(session, request, principal, produce)
+        return await parts.write(session, request, principal, produce)
 
 
 _LIFECYCLE_ERRORS = problem_responses(400, 401, 403, 404, 409, 412, 422)
@@ -291,7 +280,7 @@ async def activate_tenant(
     ref: TenantRef,
     request: Request,
     principal: CurrentPrincipal,
-    ctx: Ctx,
+    parts: Parts,
     if_match: IfMatch = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
@@ -299,7 +288,7 @@ async def activate_tenant(
 
     Any other move is a 409 whose body lists `allowed_transitions`. Emits TenantActivated.
     """
-    return await _transition(ref, request, principal, ctx, TenantStatus.ACTIVE, if_match=if_match)
+    return await _transition(ref, request, principal, parts, TenantStatus.ACTIVE, if_match=if_match)
 
 
 @router.post(
@@ -313,7 +302,7 @@ async def suspend_tenant(
     body: SuspendRequest,
     request: Request,
     principal: CurrentPrincipal,
-    ctx: Ctx,
+    parts: Parts,
     if_match: IfMatch = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
@@ -322,7 +311,13 @@ async def suspend_tenant(
     Platform admins only. Emits TenantSuspended.
     """
     return await _transition(
-        ref, request, principal, ctx, TenantStatus.SUSPENDED, reason=body.reason, if_match=if_match
+        ref,
+        request,
+        principal,
+        parts,
+        TenantStatus.SUSPENDED,
+        reason=body.reason,
+        if_match=if_match,
     )
 
 
@@ -336,7 +331,7 @@ async def delete_tenant(
     ref: TenantRef,
     request: Request,
     principal: CurrentPrincipal,
-    ctx: Ctx,
+    parts: Parts,
     if_match: IfMatch = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
@@ -344,7 +339,9 @@ async def delete_tenant(
 
     Deleting again is a 409; the default tenant cannot be deleted. Emits TenantDeleted.
     """
-    return await _transition(ref, request, principal, ctx, TenantStatus.DELETED, if_match=if_match)
+    return await _transition(
+        ref, request, principal, parts, TenantStatus.DELETED, if_match=if_match
+    )
 
 
 @router.get(
@@ -356,21 +353,20 @@ async def delete_tenant(
 async def list_received_events(
     ref: TenantRef,
     principal: CurrentPrincipal,
-    ctx: Ctx,
+    parts: Parts,
     cursor: Cursor = None,
     limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
 ) -> Page[ReceivedEventOut]:
     """What other services reported about the tenant (onboarding completed, invitation
     accepted, quota exceeded) and what tenant-svc did about it, newest first. Tenant admins."""
-    size = min(limit or ctx.settings.page_size_default, ctx.settings.page_size_max)
+    size = min(limit or parts.settings.page_size_default, parts.settings.page_size_max)
     before = None
     if cursor:
         received, event_id = decode_cursor(cursor, 2)
         before = (cursor_instant(received), cursor_uuid(event_id))
-    async with ctx.tenant_unit(ref, principal, access="admin") as (session, tenant):
+    async with parts.tenant_unit(ref, principal, access="admin") as (session, tenant):
         rows = await repository.received_events(session, tenant.id, before=before, limit=size + 1)
-    more = len(rows) > size
-    rows = rows[:size]
+    rows, next_cursor = next_page(rows, size, lambda r: (r.received_at.isoformat(), r.event_id))
     return Page[ReceivedEventOut](
         items=[
             ReceivedEventOut(
@@ -382,7 +378,5 @@ async def list_received_events(
             )
             for r in rows
         ],
-        next_cursor=encode_cursor(rows[-1].received_at.isoformat(), rows[-1].event_id)
-        if more
-        else None,
+        next_cursor=next_cursor,
     )

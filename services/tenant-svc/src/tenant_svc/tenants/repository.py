@@ -3,33 +3,24 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Select, func, or_, select, tuple_
+from sqlalchemy import func, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stellara_kit.locks import RowLock, with_row_lock
 from tenant_svc.models import ReceivedEvent, Tenant
 
-Lock = Literal["update", "share"] | None
 
-
-def _locked(statement: Select[Any], lock: Lock) -> Select[Any]:
-    if lock == "update":
-        return statement.with_for_update()
-    if lock == "share":
-        return statement.with_for_update(read=True)
-    return statement
-
-
-async def get(session: AsyncSession, tenant_id: UUID, *, lock: Lock = None) -> Tenant | None:
-    statement = _locked(select(Tenant).where(Tenant.id == tenant_id), lock)
+async def get(session: AsyncSession, tenant_id: UUID, *, lock: RowLock = None) -> Tenant | None:
+    statement = with_row_lock(select(Tenant).where(Tenant.id == tenant_id), lock)
     return (await session.execute(statement)).scalar_one_or_none()
 
 
-async def get_by_slug(session: AsyncSession, slug: str, *, lock: Lock = None) -> Tenant | None:
-    statement = _locked(select(Tenant).where(Tenant.slug == slug), lock)
+async def get_by_slug(session: AsyncSession, slug: str, *, lock: RowLock = None) -> Tenant | None:
+    statement = with_row_lock(select(Tenant).where(Tenant.slug == slug), lock)
     return (await session.execute(statement)).scalar_one_or_none()
 
 

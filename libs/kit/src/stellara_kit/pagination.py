@@ -1,10 +1,17 @@
-"""Cursor pagination: opaque cursors over a stable ordering, bounded page sizes."""
+"""Cursor pagination: opaque cursors over a stable ordering, and the page every list answers.
+
+A cursor is the position of a page's last row (its ordering columns, as text) in
+a JSON list, base64url without padding. A cursor the service did not hand out
+(not base64 JSON, the wrong arity, a value out of range) is :class:`BadCursor`,
+a 400 ``bad-cursor`` in every service.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID
@@ -12,10 +19,11 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from stellara_kit.bounds import bounded_int, supported_instant
+from stellara_kit.errors import BadCursor
 from stellara_kit.strict_input import unstorable
-from tenant_svc.errors import BadCursor
 
 T = TypeVar("T")
+Row = TypeVar("Row")
 
 
 class Page(BaseModel, Generic[T]):
@@ -73,3 +81,13 @@ def cursor_id(position: str) -> int:
     if value is None:
         raise BadCursor("The cursor is not one this service handed out.")
     return value
+
+
+def next_page(
+    rows: Sequence[Row], size: int, position: Callable[[Row], tuple[Any, ...]]
+) -> tuple[list[Row], str | None]:
+    """The first ``size`` of ``rows`` (fetched as ``size + 1``) and the cursor after them, if
+    there is more; ``position`` names a row's place in the ordering."""
+    page = list(rows[:size])
+    more = len(rows) > size
+    return page, encode_cursor(*position(page[-1])) if more and page else None
