@@ -14,7 +14,7 @@ RUN := $(UV) run --frozen
 TOXIPROXY_VERSION := v2.5.0
 TOXIPROXY := $(TOOLS)/toxiproxy-$(TOXIPROXY_VERSION)/server
 
-.PHONY: help prereqs uv sync up down status test test-faults fuzz lint fmt contracts bench bench-outbox bench-usage bench-gateway docs demo clean
+.PHONY: help prereqs uv sync up down status test test-unit test-faults fuzz lint fmt contracts bench bench-outbox bench-usage bench-gateway docs demo clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -48,6 +48,13 @@ test: sync ## the whole test suite (starts the infrastructure it needs)
 	@$(RUN) pytest; code=$$?; \
 	  if [ $$code -eq 5 ]; then echo "no tests were collected: that is a failure" >&2; exit 1; fi; \
 	  exit $$code
+
+# the unit layer: pure cores only. Without the stellara plugin no test can ask for
+# Kafka or PostgreSQL (its fixtures do not exist); schemathesis and hypothesis are not needed
+UNIT_TESTS := $(wildcard services/*/tests/unit)
+
+test-unit: sync ## the fast unit layer alone: no Kafka, no PostgreSQL, seconds
+	@$(RUN) pytest -q -p no:stellara -p no:schemathesis -p no:hypothesispytest $(UNIT_TESTS)
 
 $(TOXIPROXY):
 	@command -v go >/dev/null || { echo "Go is needed to build Toxiproxy (https://go.dev/dl/)" >&2; exit 1; }

@@ -298,13 +298,20 @@ async def rollback(
             key=".".join(name),
             version=version,
         )
-    if target.action == "delete":
-        if not await repository.locked_entries(session, tenant.id, [name]):
-            return []
-        change = Change(name[0], name[1], "delete")
-    else:
-        change = Change(name[0], name[1], "set", target.new_value)
+    if target.action == "delete" and not await repository.locked_entries(
+        session, tenant.id, [name]
+    ):
+        return []  # removed then and not set now: nothing to bring back
+    change = rollback_change(name, target)
     return await apply_changes(session, sink, catalogue, tenant, [change], actor=actor)
+
+
+def rollback_change(name: ConfigKey, target: ConfigHistory) -> Change:
+    """The change that brings a key back to the history row ``target``: the value it set,
+    or, when it removed the key, its removal again."""
+    if target.action == "delete":
+        return Change(name[0], name[1], "delete")
+    return Change(name[0], name[1], "set", target.new_value)
 
 
 async def history(
