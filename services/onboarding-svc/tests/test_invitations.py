@@ -11,6 +11,7 @@ from uuid import uuid4
 import pytest
 
 from stellara_contracts.events import Role
+from stellara_kit.testing import wait_for
 
 if TYPE_CHECKING:
     from conftest import Harness
@@ -115,7 +116,11 @@ class TestMail:
         assert f'href="http://accept.test/invitations/{token}/accept"' in rich
         assert "Acme &amp; Sons" in rich
         assert len(token) == 43  # 32 random bytes, URL-safe
-        sent = await svc.invitation(tenant_id, invitation["id"])
+        # the sink has the message before the sender has recorded that it went out
+        sent = await wait_for(
+            lambda: svc.invitation(tenant_id, invitation["id"]),
+            until=lambda i: i["delivery_state"] != "pending",
+        )
         assert sent["delivery_state"] == "sent"
         assert sent["delivery_attempts"] == 1
         assert sent["sent_at"] is not None
