@@ -18,7 +18,11 @@ AWKWARD = "".join(chr(c) for c in [*range(0x00, 0x21), *range(0x7F, 0xA1), 0x168
 AWKWARD += "\u2000\u200a\u200b\u202f\u205f\u3000\ufeff@<>\"',;._-aZz09+ü"
 TEXT = st.text(alphabet=st.sampled_from(AWKWARD) | st.characters(codec="utf-8"), max_size=80)
 
-PATTERNS = {"email": patterns.EMAIL_PATTERN, "meter key": patterns.METER_KEY_PATTERN}
+PATTERNS = {
+    "email": patterns.EMAIL_PATTERN,
+    "meter key": patterns.METER_KEY_PATTERN,
+    "user id": patterns.USER_ID_PATTERN,
+}
 
 
 def verdicts(pattern: str, text: str) -> dict[str, bool]:
@@ -61,3 +65,25 @@ def test_every_dialect_agrees(name: str, text: str) -> None:
 )
 def test_what_an_email_address_is(text: str, taken: bool) -> None:
     assert set(verdicts(patterns.EMAIL_PATTERN, text).values()) == {taken}
+
+
+@pytest.mark.parametrize(
+    ("text", "taken"),
+    [
+        ("auth0|42", True),
+        ("google-oauth2|1", True),
+        ("...", True),
+        ("a.b", True),
+        (".", False),
+        ("..", False),
+        ("a/b", False),
+        ("50%", False),
+        ("a\\b", False),
+        ("has space", False),
+        ("ünicode", False),
+        ("", False),
+    ],
+)
+def test_what_a_user_id_is(text: str, taken: bool) -> None:
+    """One a request path can name as it is (the gateway refuses dot segments, `%`, `\\`)."""
+    assert set(verdicts(patterns.USER_ID_PATTERN, text).values()) == {taken}

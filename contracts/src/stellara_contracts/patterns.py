@@ -23,3 +23,14 @@ EMAIL_MAX_LENGTH = 254
 
 #: a meter key: lower-case letters, digits and ``_``, starting with a letter, at most 63
 METER_KEY_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+
+#: a user id as OpenID Connect defines ``sub`` (ASCII) that a request path can name as it is:
+#: printable, without spaces, ``%``, ``/`` or ``\``, and not ``.`` or ``..`` (paths refuse those)
+USER_ID_MAX_LENGTH = 200
+_ID_CHARACTER = r"[!-$&-.0-\[\]-~]"  # printable ASCII but space % / \
+_ID_CHARACTER_NOT_DOT = r"[!-$&-\-0-\[\]-~]"
+USER_ID_PATTERN = rf"^(?:{_ID_CHARACTER}*{_ID_CHARACTER_NOT_DOT}{_ID_CHARACTER}*|\.{{3,}})$"
+USER_ID_RULE = (
+    f"1 to {USER_ID_MAX_LENGTH} printable ASCII characters without spaces, `%`, `/` or "
+    "`\\`, and not `.` or `..`"
+)

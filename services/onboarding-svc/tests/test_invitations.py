@@ -275,6 +275,20 @@ class TestAccept:
         assert (await svc.status(tenant_id))["steps"][0]["status"] == "in_progress"
         assert (await svc.accept(token, email="ada@acme.example")).status_code == 200
 
+    async def test_a_user_id_no_member_can_have_cannot_accept(self, svc: Harness) -> None:
+        tenant_id = await svc.create_tenant()
+        _, token = await invited_and_mailed(svc, tenant_id, "ada@acme.example")
+
+        for subject in ("ada/sub", "50%", "..", "ünicode", "x" * 201):
+            response = await svc.accept(token, email="ada@acme.example", subject=subject)
+            assert response.status_code == 403, subject
+            problem = response.json()
+            assert problem["type"] == "urn:stellara:problem:invitation-user-id-unsupported"
+            assert "printable ASCII" in problem["detail"]
+        assert svc.of_type(await svc.published(), "invitation_accepted") == []
+        accepted = await svc.accept(token, email="ada@acme.example", subject="auth0|42")
+        assert accepted.status_code == 200, accepted.text
+
     async def test_an_unverified_email_cannot_accept(self, svc: Harness) -> None:
         tenant_id = await svc.create_tenant()
         _, token = await invited_and_mailed(svc, tenant_id, "ada@acme.example")

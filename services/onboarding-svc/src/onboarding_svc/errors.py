@@ -88,6 +88,10 @@ class InvitationEmailUnverified(OnboardingError):
     """The accepting user's token says its email address is not verified."""
 
 
+class InvitationUserIdUnsupported(OnboardingError):
+    """The accepting user's id (``sub``) is not one a member can have."""
+
+
 class InvitationEmailMismatch(OnboardingError):
     """The invitation was sent to another address than the accepting user's."""
 
@@ -118,6 +122,11 @@ PROBLEMS: dict[type[DomainError], ProblemType] = {
     InvitationTokenUsed: (409, "invitation-already-accepted", "Invitation already accepted"),
     InvitationTokenRevoked: (409, "invitation-revoked", "Invitation revoked"),
     InvitationEmailRequired: (403, "invitation-email-required", "Email address needed"),
+    InvitationUserIdUnsupported: (
+        403,
+        "invitation-user-id-unsupported",
+        "User id not supported",
+    ),
     InvitationEmailUnverified: (
         403,
         "invitation-email-unverified",

@@ -18,6 +18,7 @@ surrounding spaces ignored (no other rewriting: dots and ``+tags`` count).
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import uuid
 from collections.abc import Callable
@@ -40,6 +41,7 @@ from onboarding_svc.errors import (
     InvitationTokenRevoked,
     InvitationTokenUnknown,
     InvitationTokenUsed,
+    InvitationUserIdUnsupported,
 )
 from onboarding_svc.models import DeliveryState, Invitation, InvitationStatus
 from onboarding_svc.service import SYSTEM_ACTOR, Onboarding, utcnow
@@ -50,15 +52,22 @@ from stellara_contracts.events import (
     Role,
     TenantDeletedEvent,
 )
+from stellara_contracts.patterns import USER_ID_MAX_LENGTH, USER_ID_PATTERN, USER_ID_RULE
 from stellara_kit.auth import Principal
 from stellara_kit.outbox import EventSink
 from stellara_kit.pagination import cursor_instant, cursor_uuid, decode_cursor, next_page
 
 TOKEN_BYTES = 32
+_USER_ID = re.compile(USER_ID_PATTERN)
 
 
 def accepting_address(principal: Principal) -> str:
-    """The verified email address ``principal`` may accept invitations for."""
+    """The verified email address ``principal`` may accept invitations for (a user whose id
+    could not name a member is refused first: the membership would never be made)."""
+    if len(principal.subject) > USER_ID_MAX_LENGTH or not _USER_ID.match(principal.subject):
+        raise InvitationUserIdUnsupported(
+            f"Your sign-in's user id cannot be a member's: a user id is {USER_ID_RULE}."
+        )
     if principal.email is None or not principal.email.strip():
         raise InvitationEmailRequired(
             "Accepting an invitation needs a sign-in whose token carries your email address."

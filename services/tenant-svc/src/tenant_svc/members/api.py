@@ -32,7 +32,7 @@ UserId = Annotated[
     str,
     Path(
         min_length=1,
-        max_length=service.USER_ID_MAX,
+        max_length=service.USER_ID_MAX_LENGTH,
         pattern=service.USER_ID_PATTERN,
         description="The user's id at the identity provider.",
         examples=["8d7f5a9c-2b1e-4c3d-9e8f-7a6b5c4d3e2f"],

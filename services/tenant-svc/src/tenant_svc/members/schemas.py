@@ -7,15 +7,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stellara_contracts.patterns import EMAIL_MAX_LENGTH, EMAIL_PATTERN
-from tenant_svc.members.importing import RowResult
-from tenant_svc.members.service import (
-    NAME_MAX,
-    NAME_PATTERN,
-    USER_ID_MAX,
+from stellara_contracts.patterns import (
+    EMAIL_MAX_LENGTH,
+    EMAIL_PATTERN,
+    USER_ID_MAX_LENGTH,
     USER_ID_PATTERN,
     USER_ID_RULE,
 )
+from tenant_svc.members.importing import RowResult
+from tenant_svc.members.service import NAME_MAX, NAME_PATTERN
 from tenant_svc.models import Member
 
 MemberRole = Literal["tenant_admin", "user"]
@@ -41,7 +41,7 @@ class MemberIn(BaseModel):
 
     user_id: str = Field(
         min_length=1,
-        max_length=USER_ID_MAX,
+        max_length=USER_ID_MAX_LENGTH,
         pattern=USER_ID_PATTERN,
         description=f"The user's id at the identity provider ({USER_ID_RULE}).",
     )

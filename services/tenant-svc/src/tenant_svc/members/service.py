@@ -10,7 +10,13 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stellara_contracts.events import MemberAdded, MemberRemoved, Role, TenantStatus
-from stellara_contracts.patterns import EMAIL_MAX_LENGTH, EMAIL_PATTERN
+from stellara_contracts.patterns import (
+    EMAIL_MAX_LENGTH,
+    EMAIL_PATTERN,
+    USER_ID_MAX_LENGTH,
+    USER_ID_PATTERN,
+    USER_ID_RULE,
+)
 from stellara_kit.outbox import EventSink
 from tenant_svc.errors import InvalidMember, LastAdmin, MemberExists, MemberNotFound, TenantDeleted
 from tenant_svc.members import repository
@@ -19,18 +25,9 @@ from tenant_svc.models import Member, Tenant
 Via = Literal["api", "invitation", "import"]
 MEMBER_ROLES = (Role.TENANT_ADMIN, Role.USER)
 # The rules the published schema states (``pattern``), checked here too for what arrives
-# another way (imported rows, accepted invitations). Email: ``stellara_contracts.patterns``.
+# another way (imported rows, accepted invitations); email and user id are every service's
+# (``stellara_contracts.patterns``).
 
-#: a user id as OpenID Connect defines ``sub`` (ASCII) that a request path can name as it is:
-#: printable, without spaces, ``%``, ``/`` or ``\``, and not ``.`` or ``..`` (paths refuse those)
-USER_ID_MAX = 200
-_ID_CHAR = r"[!-$&-.0-\[\]-~]"  # printable ASCII but space % / \
-_ID_CHAR_NOT_DOT = r"[!-$&-\-0-\[\]-~]"
-USER_ID_PATTERN = rf"^(?:{_ID_CHAR}*{_ID_CHAR_NOT_DOT}{_ID_CHAR}*|\.{{3,}})$"
-USER_ID_RULE = (
-    f"1 to {USER_ID_MAX} printable ASCII characters without spaces, `%`, `/` or `\\`, "
-    "and not `.` or `..`"
-)
 #: a display name holds no control characters (C0, DEL, C1), line or paragraph separators,
 #: bidirectional controls or zero-width characters: what would break or disguise it on screen
 NAME_MAX = 200
@@ -54,7 +51,7 @@ def normalise_email(email: str | None) -> str | None:
 
 def check_user_id(user_id: str) -> str:
     user_id = user_id.strip()
-    if len(user_id) > USER_ID_MAX or not USER_ID.match(user_id):
+    if len(user_id) > USER_ID_MAX_LENGTH or not USER_ID.match(user_id):
         raise InvalidMember(
             f"A user id is {USER_ID_RULE}.",
             field="user_id",
