@@ -8,6 +8,8 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +111,27 @@ def write_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def wait_until_ready(
+    proc: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    *,
+    name: str,
+    log: Path,
+    timeout: float,
+    interval: float,
+) -> None:
+    """Wait for a server just started as ``proc`` to answer ``ready``; a clear error when it
+    exits first or does not answer in ``timeout`` seconds (both name its log)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise StackError(f"{name} exited at start; see {log}")
+        if ready():
+            return
+        time.sleep(interval)
+    raise StackError(f"{name} did not become ready in {timeout:.0f} s; see {log}")
 
 
 def read_pid(path: Path) -> int | None:

@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from stellara_devstack.common import (
     port_open,
     read_pid,
     stop_pid,
+    wait_until_ready,
     write_atomically,
 )
 
@@ -278,14 +278,15 @@ class Kafka:
                 start_new_session=True,
             )
         write_atomically(self.pid_file, str(proc.pid))
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise StackError(f"Kafka exited at start; see {self.log}")
-            if port_open(self.config.kafka_port) and self._ping():
-                return True
-            time.sleep(0.5)
-        raise StackError(f"Kafka did not become ready in 90 s; see {self.log}")
+        wait_until_ready(
+            proc,
+            lambda: port_open(self.config.kafka_port) and self._ping(),
+            name="Kafka",
+            log=self.log,
+            timeout=90,
+            interval=0.5,
+        )
+        return True
 
     def create_topics(self, progress: Progress, *, prefix: str = "") -> list[str]:
         from stellara_kit.kafka_admin import ensure_topics

@@ -26,6 +26,7 @@ from stellara_devstack.common import (
     port_open,
     read_pid,
     stop_pid,
+    wait_until_ready,
     write_atomically,
 )
 from stellara_kit.provision import DatabaseRoles, provision_database
@@ -278,15 +279,9 @@ class Postgres:
                 **self._user_kwargs(),  # type: ignore[call-overload]
             )
         write_atomically(self.pid_file, str(proc.pid))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise StackError(f"PostgreSQL exited at start; see {self.log}")
-            if self._ping():
-                break
-            time.sleep(0.2)
-        else:
-            raise StackError(f"PostgreSQL did not become ready in 60 s; see {self.log}")
+        wait_until_ready(
+            proc, self._ping, name="PostgreSQL", log=self.log, timeout=60, interval=0.2
+        )
         return True
 
     def provision(self, services: tuple[str, ...] = SERVICE_DATABASES) -> None:

@@ -5,15 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import Field
 
+from stellara_contracts.events import TenantSnapshot
 from stellara_contracts.patterns import METER_KEY_PATTERN
 from stellara_kit.auth import CurrentPrincipal
 from stellara_kit.problems import problem_responses
 from usage_svc import meter_admin, service
-from usage_svc.deps import Parts, csv_response, ok_response, wants_csv
+from usage_svc.deps import Parts, UsageParts, csv_response, ok_response, wants_csv
 from usage_svc.errors import PlanNotInCatalogue
 from usage_svc.plans import BUILTIN_PLANS, Plan, period_of
 from usage_svc.schemas import (
@@ -41,6 +43,7 @@ from usage_svc.schemas import (
     UsageSummary,
     UsageTrends,
 )
+from usage_svc.service import TimeRange
 
 router = APIRouter()
 
@@ -82,6 +85,27 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _span(
+    parts: UsageParts,
+    tenant: TenantSnapshot,
+    start: str | None,
+    to: str | None,
+    zone: ZoneInfo,
+    *,
+    max_days: int,
+) -> TimeRange:
+    """The range asked for; from the start of the tenant's current billing period by default."""
+    now = _now()
+    return service.resolve_range(
+        start,
+        to,
+        tz=zone,
+        default_start=period_of(parts.settings.plans.get(tenant.plan), now).start_at,
+        now=now,
+        max_days=max_days,
+    )
+
+
 # --------------------------------------------------------------------- usage
 @router.get(
     "/tenants/{tenant_id}/usage",
@@ -104,15 +128,7 @@ async def get_usage(
     peak day. Answers from hourly aggregates; ranges resolve to whole hours."""
     async with parts.tenant_unit(tenant_id, principal, access="read") as (session, tenant):
         zone = service.zone(tz)
-        now = _now()
-        span = service.resolve_range(
-            start,
-            to,
-            tz=zone,
-            default_start=period_of(parts.settings.plans.get(tenant.plan), now).start_at,
-            now=now,
-            max_days=parts.settings.query_max_days,
-        )
+        span = _span(parts, tenant, start, to, zone, max_days=parts.settings.query_max_days)
         results = await service.summary(
             session, tenant_id, span, tz=zone, catalogue=parts.meters, metrics=metric
         )
@@ -184,15 +200,8 @@ async def get_usage_daily(
     usage; a day with a daylight-saving change covers 23 or 25 hours."""
     async with parts.tenant_unit(tenant_id, principal, access="read") as (session, tenant):
         zone = service.zone(tz)
-        now = _now()
-        span = service.resolve_range(
-            start,
-            to,
-            tz=zone,
-            default_start=period_of(parts.settings.plans.get(tenant.plan), now).start_at,
-            now=now,
-            max_days=parts.settings.query_max_days if window != "hour" else 31,
-        )
+        max_days = parts.settings.query_max_days if window != "hour" else 31
+        span = _span(parts, tenant, start, to, zone, max_days=max_days)
         points = await service.series(
             session, tenant_id, span, window=window, tz=zone, catalogue=parts.meters, metrics=metric
         )
