@@ -157,6 +157,7 @@ class Settings(ServiceSettings):
             "members:read",
             "usage:read",
             "usage:write",
+            "entitlements:read",
         ],
         description="Scopes an API key may be given (JSON list).",
     )
