@@ -39,7 +39,6 @@ from uuid import UUID
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.auth import GATEWAY_PRINCIPAL, InternalTokens
@@ -342,7 +341,8 @@ class EntitlementCheck:
         await self._wait_ready()
         plans = await self.plans.current()
         answer = self.entitlements(tenant, plans, feature=feature)
-        return JSONResponse(answer.model_dump(mode="json"))
+        # pydantic's serializer straight to bytes: half the cost of a dict through json.dumps
+        return Response(answer.model_dump_json(), media_type="application/json")
 
     def entitlements(
         self,
