@@ -32,6 +32,7 @@ EVENT_CLASSES: tuple[type[CloudEvent], ...] = (
     ev.UsageThresholdReachedEvent,
     ev.QuotaExceededEvent,
     ev.BillingPeriodClosedEvent,
+    ev.PeriodTotalChangedEvent,
     ev.OnboardingStartedEvent,
     ev.OnboardingStepCompletedEvent,
     ev.InvitationSentEvent,
@@ -80,6 +81,7 @@ TenantEvent = _union_for(topics.TENANT_EVENTS)
 TenantStateEvent = _union_for(topics.TENANT_STATE)
 UsageEvent = _union_for(topics.USAGE_RECORDED)
 UsageAlertEvent = _union_for(topics.USAGE_ALERTS)
+UsagePeriodTotalEvent = _union_for(topics.USAGE_PERIOD_TOTALS)
 OnboardingEvent = _union_for(topics.ONBOARDING_EVENTS)
 
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {
@@ -87,6 +89,7 @@ _ADAPTERS: dict[str, TypeAdapter[Any]] = {
     topics.TENANT_STATE: TypeAdapter(TenantStateEvent),
     topics.USAGE_RECORDED: TypeAdapter(UsageEvent),
     topics.USAGE_ALERTS: TypeAdapter(UsageAlertEvent),
+    topics.USAGE_PERIOD_TOTALS: TypeAdapter(UsagePeriodTotalEvent),
     topics.ONBOARDING_EVENTS: TypeAdapter(OnboardingEvent),
 }
 

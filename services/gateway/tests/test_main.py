@@ -71,6 +71,8 @@ class TestOpenApi:
         assert {c["address"] for c in document["channels"].values()} == {
             "usage.recorded",
             "tenant.state",
+            "usage.period_totals",
+            "tenant.events",
         }
 
 

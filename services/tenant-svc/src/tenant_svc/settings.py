@@ -130,6 +130,7 @@ class Settings(ServiceSettings):
             "members:read",
             "usage:read",
             "usage:write",
+            "entitlements:read",
         ],
         description="Scopes an API key may be given (JSON list).",
     )
