@@ -514,6 +514,7 @@ def main() -> None:
             print(f"measuring ({SECONDS:.0f} s per endpoint and concurrency) …", flush=True)
             for name, paths in endpoint_paths(tenants, now).items():
                 port = bare_port if name.startswith("bare") else service_port
+                auth = auth_headers(settings)  # a fresh internal token: they live minutes
                 one = asyncio.run(measure(port, paths, auth, 1))
                 many = asyncio.run(measure(port, paths, auth, CLIENTS))
                 results[name] = (one, many)
