@@ -14,7 +14,7 @@ RUN := $(UV) run --frozen
 TOXIPROXY_VERSION := v2.5.0
 TOXIPROXY := $(TOOLS)/toxiproxy-$(TOXIPROXY_VERSION)/server
 
-.PHONY: help prereqs uv sync up down status test test-unit test-faults fuzz lint fmt contracts bench bench-outbox bench-usage bench-gateway bench-entitlements docs demo clean
+.PHONY: help prereqs uv sync up down status test test-unit test-faults fuzz lint fmt contracts bench bench-outbox bench-usage bench-gateway bench-entitlements bench-queries docs demo clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -98,6 +98,9 @@ bench-gateway: sync ## gateway read latency/throughput next to a bare FastAPI en
 
 bench-entitlements: sync ## the gateway's entitlement check next to a bare FastAPI endpoint
 	$(RUN) python bench/entitlements.py
+
+bench-queries: sync ## usage query p50/p99 over 10M events next to an indexed look-up (BENCH_QUERY_EVENTS)
+	$(RUN) python bench/usage_queries.py
 
 clean: down ## stop the stack and delete its data
 	$(RUN) stellara down --purge
