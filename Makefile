@@ -14,7 +14,7 @@ RUN := $(UV) run --frozen
 TOXIPROXY_VERSION := v2.5.0
 TOXIPROXY := $(TOOLS)/toxiproxy-$(TOXIPROXY_VERSION)/server
 
-.PHONY: help prereqs uv sync up down status test test-unit test-faults fuzz lint fmt contracts bench bench-outbox bench-usage bench-gateway bench-entitlements bench-queries docs demo clean
+.PHONY: help prereqs uv sync up down status test test-unit test-faults fuzz lint fmt contracts bench bench-outbox bench-usage bench-gateway bench-queries docs demo clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -85,7 +85,7 @@ docs: sync ## regenerate the README's configuration and API tables from the code
 contracts: sync ## regenerate the JSON Schemas and the AsyncAPI document
 	$(RUN) python -m stellara_contracts.generate
 
-bench: bench-outbox bench-usage bench-gateway bench-entitlements ## every benchmark
+bench: bench-outbox bench-usage bench-gateway ## every benchmark
 
 bench-outbox: sync ## outbox relay throughput next to a bare aiokafka producer
 	$(RUN) python bench/outbox_relay.py
@@ -95,9 +95,6 @@ bench-usage: sync ## usage ingestion rate and freshness next to a bare aiokafka 
 
 bench-gateway: sync ## gateway read latency/throughput next to a bare FastAPI endpoint
 	$(RUN) python bench/gateway_reads.py
-
-bench-entitlements: sync ## the gateway's entitlement check next to a bare FastAPI endpoint
-	$(RUN) python bench/entitlements.py
 
 bench-queries: sync ## usage query p50/p99 over 10M events next to an indexed look-up (BENCH_QUERY_EVENTS)
 	$(RUN) python bench/usage_queries.py

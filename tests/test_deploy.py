@@ -71,8 +71,6 @@ class TestCompose:
             assert topic in script
         assert "$$topic.dlq" in script and "tenant.state.dlq" in script
         assert "create tenant.state --config cleanup.policy=compact" in script
-        for topic in topics.COMPACTED_TOPICS:
-            assert f"create {topic} --config cleanup.policy=compact" in script
 
     def test_init_sql_is_generated_from_the_provisioning_code(self) -> None:
         checked_in = (ROOT / "deploy" / "postgres" / "init.sql").read_text()

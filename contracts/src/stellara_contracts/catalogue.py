@@ -32,7 +32,6 @@ EVENT_CLASSES: tuple[type[CloudEvent], ...] = (
     ev.UsageThresholdReachedEvent,
     ev.QuotaExceededEvent,
     ev.BillingPeriodClosedEvent,
-    ev.PeriodTotalChangedEvent,
     ev.OnboardingStartedEvent,
     ev.OnboardingStepCompletedEvent,
     ev.InvitationSentEvent,
@@ -81,7 +80,6 @@ TenantEvent = _union_for(topics.TENANT_EVENTS)
 TenantStateEvent = _union_for(topics.TENANT_STATE)
 UsageEvent = _union_for(topics.USAGE_RECORDED)
 UsageAlertEvent = _union_for(topics.USAGE_ALERTS)
-UsagePeriodTotalEvent = _union_for(topics.USAGE_PERIOD_TOTALS)
 OnboardingEvent = _union_for(topics.ONBOARDING_EVENTS)
 
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {
@@ -89,7 +87,6 @@ _ADAPTERS: dict[str, TypeAdapter[Any]] = {
     topics.TENANT_STATE: TypeAdapter(TenantStateEvent),
     topics.USAGE_RECORDED: TypeAdapter(UsageEvent),
     topics.USAGE_ALERTS: TypeAdapter(UsageAlertEvent),
-    topics.USAGE_PERIOD_TOTALS: TypeAdapter(UsagePeriodTotalEvent),
     topics.ONBOARDING_EVENTS: TypeAdapter(OnboardingEvent),
 }
 

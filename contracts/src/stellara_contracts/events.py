@@ -284,36 +284,6 @@ class BillingPeriodClosed(EventData):
     total: PlainDecimal = Field(examples=["53.00"])
 
 
-# --------------------------------------------------------------------- usage.period_totals
-class PeriodTotalChanged(EventData):
-    """A tenant's usage of a metric in the current billing period changed (compacted topic,
-    key = ``<tenant id>:<metric>``: the newest total of each metered feature is kept).
-
-    One record per (tenant, metric, period) an ingested batch changed, published in the
-    batch's transaction; with the plan's terms for the metric when it was published."""
-
-    metric: str = Field(examples=["workflow_runs"])
-    plan: str | None = Field(
-        default=None, description="The tenant's plan when the total changed.", examples=["free"]
-    )
-    period_start: date = Field(examples=["2026-12-01"])
-    period_end: date = Field(description="Exclusive end of the period.", examples=["2027-01-01"])
-    value: float = Field(
-        description="Usage in the period so far, aggregated as the metric's meter says.",
-        examples=[42],
-    )
-    limit: float | None = Field(
-        default=None,
-        description="The plan's limit for the period (none: unlimited).",
-        examples=[100],
-    )
-    limit_kind: Literal["soft", "hard"] | None = Field(
-        default=None,
-        description="soft: alerts only; hard: no more use once reached (none: unlimited).",
-        examples=["hard"],
-    )
-
-
 # --------------------------------------------------------------------- onboarding.events
 class OnboardingStarted(EventData):
     """A tenant's onboarding workflow started."""
@@ -449,19 +419,6 @@ class BillingPeriodClosedEvent(CloudEvent):
         "stellara.usage.billing_period_closed.v1"
     )
     data: BillingPeriodClosed
-
-
-class PeriodTotalChangedEvent(CloudEvent):
-    topic = topics.USAGE_PERIOD_TOTALS
-    type: Literal["stellara.usage.period_total_changed.v1"] = (
-        "stellara.usage.period_total_changed.v1"
-    )
-    data: PeriodTotalChanged
-
-    @property
-    def key(self) -> bytes:
-        """``<tenant id>:<metric>``: compaction keeps each metered feature's newest total."""
-        return f"{self.tenantid}:{self.data.metric}".encode()
 
 
 class OnboardingStartedEvent(CloudEvent):

@@ -21,7 +21,6 @@ from stellara_contracts.catalogue import (
     event_type_of,
 )
 from stellara_contracts.envelope import NAMESPACE, UUID_PATTERN
-from stellara_contracts.patterns import METER_KEY_PATTERN
 
 ARTEFACTS = Path(__file__).resolve().parents[2] / "schemas"
 
@@ -47,16 +46,6 @@ KEY_SCHEMA: dict[str, Any] = {
         "Kafka's default partitioner (murmur2 of the key, as the Java client and aiokafka do; "
         "kcat/librdkafka need `-X partitioner=murmur2_random`), so one tenant's events stay "
         "in order on one partition."
-    ),
-}
-
-#: the Kafka key of the compacted period totals: one record kept per metered feature
-PERIOD_TOTAL_KEY_SCHEMA: dict[str, Any] = {
-    "type": "string",
-    "pattern": UUID_PATTERN.removesuffix("$") + ":" + METER_KEY_PATTERN.removeprefix("^"),
-    "description": (
-        "`<tenant id>:<metric>` as UTF-8 text: compaction keeps the newest total of each "
-        "tenant's metered feature."
     ),
 }
 
@@ -141,14 +130,7 @@ def asyncapi_document(*, title: str = "Stellara Tenancy events") -> dict[str, An
                 "contentType": CLOUDEVENTS_JSON,
                 "payload": {"$ref": f"#/components/schemas/{name}"},
                 "headers": {"$ref": "#/components/schemas/EventHeaders"},
-                "bindings": {
-                    "kafka": {
-                        "key": PERIOD_TOTAL_KEY_SCHEMA
-                        if topic == topics.USAGE_PERIOD_TOTALS
-                        else KEY_SCHEMA,
-                        "bindingVersion": "0.5.0",
-                    }
-                },
+                "bindings": {"kafka": {"key": KEY_SCHEMA, "bindingVersion": "0.5.0"}},
             }
             channel_messages[name] = {"$ref": f"#/components/messages/{name}"}
         bindings: dict[str, Any] = {"bindingVersion": "0.5.0", "topic": topic}

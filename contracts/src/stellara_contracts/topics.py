@@ -12,7 +12,6 @@ TENANT_EVENTS: Final = "tenant.events"
 TENANT_STATE: Final = "tenant.state"
 USAGE_RECORDED: Final = "usage.recorded"
 USAGE_ALERTS: Final = "usage.alerts"
-USAGE_PERIOD_TOTALS: Final = "usage.period_totals"
 ONBOARDING_EVENTS: Final = "onboarding.events"
 
 ALL_TOPICS: Final[tuple[str, ...]] = (
@@ -20,12 +19,11 @@ ALL_TOPICS: Final[tuple[str, ...]] = (
     TENANT_STATE,
     USAGE_RECORDED,
     USAGE_ALERTS,
-    USAGE_PERIOD_TOTALS,
     ONBOARDING_EVENTS,
 )
 
 #: Topics that keep only the newest record per key.
-COMPACTED_TOPICS: Final[frozenset[str]] = frozenset({TENANT_STATE, USAGE_PERIOD_TOTALS})
+COMPACTED_TOPICS: Final[frozenset[str]] = frozenset({TENANT_STATE})
 
 DLQ_SUFFIX: Final = ".dlq"
 

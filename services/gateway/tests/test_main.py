@@ -71,8 +71,6 @@ class TestOpenApi:
         assert {c["address"] for c in document["channels"].values()} == {
             "usage.recorded",
             "tenant.state",
-            "usage.period_totals",
-            "tenant.events",
         }
 
 

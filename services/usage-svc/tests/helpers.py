@@ -181,18 +181,6 @@ async def alerts_of(settings: Settings, tenant_id: UUID) -> list[CloudEvent]:
     return [e for e in events if e.tenantid == tenant_id]
 
 
-async def period_totals_of(settings: Settings, tenant_id: UUID) -> list[CloudEvent]:
-    """Every record of ``usage.period_totals`` about the tenant, in publishing order."""
-    records = await consume(
-        settings.kafka_bootstrap_servers,
-        settings.topic(topics.USAGE_PERIOD_TOTALS),
-        timeout=1,
-        settle=0.2,
-    )
-    events = [decode_event(topics.USAGE_PERIOD_TOTALS, r.value) for r in records]
-    return [e for e in events if e.tenantid == tenant_id]
-
-
 async def outbox_drained(owner_url: str, *, timeout: float = 20) -> None:
     """Wait until the relay published (and so removed) every outbox row."""
 

@@ -42,8 +42,7 @@ def build_router(routes: tuple[Route, ...] = ROUTES) -> APIRouter:
 
     @router.get("/asyncapi.json", tags=["operations"], summary="AsyncAPI of the gateway's events")
     async def asyncapi() -> dict[str, Any]:
-        """The topics the gateway publishes (`usage.recorded`) and reads (`tenant.state`,
-        `usage.period_totals`, `tenant.events`)."""
+        """The topics the gateway publishes (`usage.recorded`) and reads (`tenant.state`)."""
         return gateway_asyncapi()
 
     return router
@@ -51,8 +50,7 @@ def build_router(routes: tuple[Route, ...] = ROUTES) -> APIRouter:
 
 def gateway_asyncapi() -> dict[str, Any]:
     document = asyncapi_document(title="Stellara gateway events")
-    read = (topics.TENANT_STATE, topics.USAGE_PERIOD_TOTALS, topics.TENANT_EVENTS)
-    keep = {t.replace(".", "_") for t in (topics.USAGE_RECORDED, *read)}
+    keep = {topics.USAGE_RECORDED.replace(".", "_"), topics.TENANT_STATE.replace(".", "_")}
     document["channels"] = {k: v for k, v in document["channels"].items() if k in keep}
     operations = {}
     for channel in sorted(keep):

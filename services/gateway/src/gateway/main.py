@@ -1,9 +1,8 @@
 """gateway: ``create_app(settings) -> FastAPI``.
 
 The lifespan starts the Kafka clients, the tenant directory (a background
-task reading ``tenant.state``; `/readyz` waits for it), the entitlement
-check's followers of ``usage.period_totals`` and ``tenant.events`` and the
-metering publisher; at shutdown the metering buffer is flushed before the producer
+task reading ``tenant.state``; `/readyz` waits for it) and the metering
+publisher; at shutdown the metering buffer is flushed before the producer
 stops, then the downstream connection pools close.
 """
 
@@ -17,7 +16,6 @@ from fastapi import FastAPI
 from gateway import api, openapi
 from gateway.auth import ApiKeys, Authenticator, InternalTokens, UserTokens, user_token_verifier
 from gateway.downstream import Downstreams
-from gateway.entitlements import EntitlementCheck
 from gateway.events import UsagePublisher, tenant_directory
 from gateway.metering import Metering
 from gateway.routes import Service
@@ -58,11 +56,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         UserTokens(user_token_verifier(settings)),
         ApiKeys(settings, downstreams.client(Service.TENANT), tokens),
     )
-    entitlements = EntitlementCheck(
-        settings, client=downstreams.client(Service.USAGE), tokens=tokens
-    )
-    runtime.add_background(entitlements.follow_totals)
-    runtime.add_background(entitlements.follow_features)
     publisher = UsagePublisher(settings)
     metering = (
         Metering(settings, publisher, runtime.registry) if settings.metering_enabled else None
@@ -102,7 +95,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tokens=tokens,
         publisher=publisher,
         metering=metering,
-        entitlements=entitlements,
     )
     app.include_router(api.build_router())
     openapi.install_openapi(app, max_events=settings.max_batch_events)

@@ -56,7 +56,6 @@ CONFIG_READ_SCOPES = frozenset({"config:read"})
 USAGE_READ_SCOPES = frozenset({"usage:read", "tenant:read"})
 CATALOGUE_SCOPES = frozenset({"tenant:read", "usage:read", "usage:write"})
 USAGE_WRITE_SCOPES = frozenset({"usage:write"})
-ENTITLEMENTS_SCOPES = frozenset({"entitlements:read"})
 
 
 @dataclass(frozen=True)
@@ -141,8 +140,6 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/meters", U, Access.PLATFORM, context=TenantContext.NONE),
     # usage (gateway)
     Route("POST", "/usage/events", Service.GATEWAY, Access.USAGE_WRITE, context=TenantContext.REQUIRED, api_key_scopes=USAGE_WRITE_SCOPES),
-    # entitlements (gateway)
-    Route("GET", "/tenants/{id}/entitlements", Service.GATEWAY, Access.TENANT_READ, api_key_scopes=ENTITLEMENTS_SCOPES),
     # onboarding (onboarding-svc)
     Route("POST", "/tenants/{id}/onboard", OB, Access.TENANT_ADMIN),
     Route("POST", "/tenants/{id}/onboard/complete-step", OB, Access.TENANT_ADMIN),

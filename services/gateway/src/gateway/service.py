@@ -21,7 +21,6 @@ from fastapi.responses import JSONResponse
 
 from gateway.auth import Authenticator, InternalTokens
 from gateway.downstream import FORWARDED_REQUEST_HEADERS, Downstreams
-from gateway.entitlements import ENTITLEMENTS_PATH, EntitlementCheck
 from gateway.events import UsagePublisher
 from gateway.ingestion import parse_usage_batch
 from gateway.metering import Metering
@@ -33,13 +32,7 @@ from gateway.tenancy import ResolvedTenant, TenantResolver, check_access
 from stellara_contracts.events import TenantStatus
 from stellara_kit.auth import Principal
 from stellara_kit.logs import tenant_id_var
-from stellara_kit.problems import (
-    NotFound,
-    Problem,
-    TenantNotFound,
-    Unprocessable,
-    problem_response,
-)
+from stellara_kit.problems import NotFound, Problem, Unprocessable, problem_response
 from stellara_kit.tenant_directory import TenantDirectory
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
@@ -109,7 +102,6 @@ class Gateway:
         tokens: InternalTokens,
         publisher: UsagePublisher,
         metering: Metering | None,
-        entitlements: EntitlementCheck | None = None,
     ) -> None:
         self.settings = settings
         self.directory = directory
@@ -121,7 +113,6 @@ class Gateway:
         self.accept_attempts = AcceptAttempts(settings)
         self.publisher = publisher
         self.metering = metering
-        self.entitlements = entitlements
 
     async def handle(self, route: Route, request: Request) -> Response:
         metered: UUID | None = None
@@ -133,19 +124,15 @@ class Gateway:
             tenant = self.resolver.resolve(route, request, principal, caller)
             plan: str | None = None
             # metered only when the tenant is the caller's own: a tenant never pays for
-            # requests refused on its behalf to someone else. The entitlement check is
-            # neither metered nor limited: platform services call it on every request.
+            # requests refused on its behalf to someone else
             if (
-                route.path != ENTITLEMENTS_PATH
-                and tenant is not None
+                tenant is not None
                 and tenant.snapshot is not None
                 and (principal.is_platform_admin or tenant.id == caller)
             ):
                 metered, plan = tenant.id, tenant.snapshot.plan
                 tenant_id_var.set(str(tenant.id))
             check_access(route, principal, tenant, caller)
-            if route.path == ENTITLEMENTS_PATH:
-                return await self._entitlements(request, tenant)
             if metered is not None and not principal.is_platform_admin:
                 self.limiter.take(metered, plan)
             if route.access is Access.INVITEE:
@@ -227,20 +214,6 @@ class Gateway:
             headers=headers,
             body=body,
         )
-
-    # ------------------------------------------------------------------ entitlements
-    async def _entitlements(self, request: Request, tenant: ResolvedTenant | None) -> Response:
-        snapshot = tenant.snapshot if tenant is not None else None
-        if snapshot is None or snapshot.status == TenantStatus.DELETED:
-            raise TenantNotFound("No such tenant.")
-        if self.entitlements is None:
-            raise Problem(
-                "The entitlement check is not running on this gateway.",
-                status=503,
-                slug="service-unavailable",
-                title="Service unavailable",
-            )
-        return await self.entitlements.respond(request, snapshot)
 
     # ------------------------------------------------------------------ ingestion
     async def _ingest(

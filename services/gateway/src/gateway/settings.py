@@ -146,13 +146,6 @@ class Settings(ServiceSettings):
         description="How long a request that arrives before the tenant directory caught up "
         "waits for it (503 after).",
     )
-    entitlements_plans_refresh_seconds: float = Field(
-        default=60.0,
-        gt=0,
-        le=3600,
-        description="How long the entitlement check uses usage-svc's plan catalogue before "
-        "reading it again (plan limits change with a deployment of usage-svc).",
-    )
 
     # ------------------------------------------------------------------ limits
     rate_limit_per_plan: dict[str, float] = Field(

@@ -130,7 +130,6 @@ class Settings(ServiceSettings):
             "members:read",
             "usage:read",
             "usage:write",
-            "entitlements:read",
         ],
         description="Scopes an API key may be given (JSON list).",
     )

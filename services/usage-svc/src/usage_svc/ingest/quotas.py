@@ -1,7 +1,7 @@
 """Quota thresholds: which period totals crossed which share of their plan's limit.
 
 The ingester asks this after folding a batch, with the period totals the
-batch changed (which also go to ``usage.period_totals``, see ``period_totals``). Each crossing becomes a row keyed (tenant, metric, period,
+batch changed. Each crossing becomes a row keyed (tenant, metric, period,
 threshold) inserted with ``ON CONFLICT DO NOTHING`` in the batch's
 transaction, and its alert joins the outbox only when the row is new: so an
 alert is published once per key, whatever the redelivery or replica count.
@@ -26,7 +26,6 @@ from stellara_contracts import CloudEvent
 from stellara_contracts.events import QuotaExceeded, UsageThresholdReached
 from stellara_kit.outbox import EventSink
 from stellara_kit.tenant_directory import TenantDirectory
-from usage_svc.ingest.period_totals import period_total_events
 from usage_svc.ingest.repository import PeriodTotals, ThresholdRow, record_thresholds, unique_counts
 from usage_svc.meter_catalogue import MeterCatalogue
 from usage_svc.meters import Aggregation, fallback_meter
@@ -194,18 +193,6 @@ class QuotaAlerts:
             unique_counts=counts,
             already_fired=self.fired,
         )
-        # the batch's changed totals of the period, for the entitlement check (coalesced:
-        # one record per tenant and metric, whatever the number of events)
-        totals = period_total_events(
-            periods,
-            directory=self.directory,
-            plans=self.plans,
-            meters=self.meters,
-            unique_counts=counts,
-            sink=self.sink,
-        )
-        if totals:
-            await self.sink.add(session, *totals)
         if not crossings:
             return NO_ALERTS
         inserted = await record_thresholds(conn, [c.row for c in crossings])
